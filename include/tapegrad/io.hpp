@@ -1,0 +1,28 @@
+// Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}} and the
+// raw little-endian data. Readable by other frameworks. Files are written atomically: a temporary file
+// beside the target is written, flushed and renamed over it, so a crash never leaves a half-written file.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "tapegrad/nn/module.hpp"
+
+namespace tapegrad {
+
+namespace optim { class Optimizer; }
+
+using Metadata = std::map<std::string, std::string>;
+
+void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta = {});
+// Errors name the file and what is wrong (truncated, bad header, overlapping or out-of-range offsets).
+TensorDict load_safetensors(const std::string& path, Metadata* meta = nullptr);
+
+// A training checkpoint: the model's state under "model.", the optimizer's under "optim.", and
+// free-form metadata (epoch, step, ...).
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
+                     const Metadata& meta = {});
+Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
+
+}  // namespace tapegrad

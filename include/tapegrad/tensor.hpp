@@ -1,0 +1,168 @@
+// Tensor: a handle to contiguous row-major storage with a shape, a dtype and a device.
+//
+// Handles share their implementation (copying a Tensor copies the handle, not the data); views made
+// by reshape()/view()/detach() share the storage itself. Every tensor is contiguous: transpose, permute
+// and slicing along an inner dimension produce new storage. F32 and F64 are the float dtypes (F64 serves
+// gradient checks and exact comparisons); I64 holds indices and labels and takes no arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tapegrad/error.hpp"
+
+namespace tapegrad {
+
+enum class DType { F32, F64, I64 };
+enum class Device { CPU, CUDA };
+
+using Shape = std::vector<int64_t>;
+
+const char* name(DType d);
+const char* name(Device d);
+size_t size_of(DType d);
+int64_t numel(const Shape& s);
+std::string to_string(const Shape& s);  // "[3, 4]"
+std::ostream& operator<<(std::ostream& os, DType d);
+std::ostream& operator<<(std::ostream& os, Device d);
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
+
+// A seeded pseudo-random source. Same seed, same numbers, on every platform (the distributions are
+// computed here, not by the standard library, whose normal distribution is implementation-defined).
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 0) : engine_(seed) {}
+  void seed(uint64_t s) { engine_.seed(s); }
+  uint64_t next_u64() { return engine_(); }
+  double uniform();                    // [0, 1)
+  double uniform(double lo, double hi);
+  double normal(double mean = 0.0, double std = 1.0);
+  int64_t randint(int64_t n);          // [0, n)
+  // The engine state, for checkpoints (exact resume of data order and dropout masks).
+  std::string state() const;
+  void set_state(const std::string& s);
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+Generator& default_generator();
+void manual_seed(uint64_t seed);
+
+struct Storage;
+struct Node;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements
+  Shape shape;
+  DType dtype = DType::F32;
+  Device device = Device::CPU;
+  uint64_t id = 0;  // stable identity: never reused in a process
+  bool requires_grad = false;        // meaningful on leaves
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;     // the node that produced this tensor (non-leaves)
+  int output_nr = 0;                 // which output of grad_fn this is
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl().shape; }
+  int64_t dim() const { return static_cast<int64_t>(impl().shape.size()); }
+  int64_t size(int64_t d) const;  // negative d counts from the end
+  int64_t numel() const { return tapegrad::numel(impl().shape); }
+  DType dtype() const { return impl().dtype; }
+  Device device() const { return impl().device; }
+  uint64_t id() const { return impl().id; }
+
+  // Raw element access (CPU tensors). Throws when T does not match the dtype.
+  template <class T> T* data() { check_access(dtype_of<T>()); return static_cast<T*>(raw_data()); }
+  template <class T> const T* data() const { check_access(dtype_of<T>()); return static_cast<const T*>(raw_data()); }
+  void* raw_data() const;
+  template <class T = double> std::vector<T> to_vector() const;  // converts from the dtype
+  double item() const;  // a one-element tensor's value
+
+  // Autograd.
+  bool requires_grad() const;
+  Tensor& requires_grad_(bool on = true);  // leaves only
+  bool is_leaf() const { return impl().grad_fn == nullptr; }
+  Tensor grad() const;           // undefined until backward reaches this leaf
+  void set_grad(const Tensor& g);
+  void zero_grad();              // drops the gradient (set to undefined)
+  void backward() const;                         // a one-element tensor
+  void backward(const Tensor& gradient) const;   // any shape, gradient of the same shape
+  Tensor detach() const;  // same storage, no history, requires_grad false
+
+  // Shape and copies (recorded on the tape, so gradients flow through them).
+  Tensor reshape(const Shape& s) const;  // one dim may be -1
+  Tensor view(const Shape& s) const { return reshape(s); }
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  Tensor t() const { return transpose(0, 1); }
+  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor slice(int64_t dim, int64_t start, int64_t end) const;  // [start, end) along dim
+  Tensor clone() const;
+  Tensor to(DType d) const;
+
+  // In-place, outside autograd (optimizers, init, loading): the storage changes, the history does not.
+  Tensor& copy_(const Tensor& src);  // same shape; converts dtype
+  Tensor& fill_(double value);
+
+  TensorImpl& impl() const;
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+ private:
+  void check_access(DType want) const;
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Factories. dtype defaults to F32; all tensors start on the CPU.
+Tensor empty(const Shape& s, DType d = DType::F32);
+Tensor zeros(const Shape& s, DType d = DType::F32);
+Tensor ones(const Shape& s, DType d = DType::F32);
+Tensor full(const Shape& s, double value, DType d = DType::F32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor arange(double start, double end, double step = 1.0, DType d = DType::F32);
+Tensor arange(int64_t n, DType d = DType::F32);
+Tensor rand(const Shape& s, Generator& g = default_generator(), DType d = DType::F32);   // U[0,1)
+Tensor randn(const Shape& s, Generator& g = default_generator(), DType d = DType::F32);  // N(0,1)
+Tensor randint(int64_t high, const Shape& s, Generator& g = default_generator());        // I64 in [0, high)
+Tensor from_vector(const std::vector<float>& v, const Shape& s);
+Tensor from_vector(const std::vector<double>& v, const Shape& s);
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& s);
+Tensor scalar(double value, DType d = DType::F32);  // shape []
+
+// Concatenation along dim (recorded on the tape).
+Tensor concat(const std::vector<Tensor>& ts, int64_t dim);
+
+// Turns off recording in its scope (evaluation, optimizer steps). Nests.
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+bool grad_enabled();
+
+}  // namespace tapegrad

@@ -1,0 +1,148 @@
+// The tape and the reverse walk (see autograd.hpp for the model).
+#include "tapegrad/autograd.hpp"
+
+#include <algorithm>
+
+#include "backend.hpp"
+#include "internal.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+thread_local bool g_grad_enabled = true;
+
+// The tape: weak references in creation order. Expired entries (graphs dropped without backward) are
+// compacted away when the tape has doubled since the last compaction.
+struct Tape {
+  std::vector<std::weak_ptr<Node>> nodes;
+  size_t compact_at = 1024;
+
+  void push(const std::shared_ptr<Node>& n) {
+    if (nodes.size() >= compact_at) {
+      std::erase_if(nodes, [](const std::weak_ptr<Node>& w) { return w.expired(); });
+      compact_at = std::max<size_t>(1024, 2 * nodes.size());
+    }
+    nodes.push_back(n);
+  }
+};
+thread_local Tape g_tape;
+
+}  // namespace
+
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+bool grad_enabled() { return g_grad_enabled; }
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            BackwardFn backward) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& t : inputs)
+    node->inputs.push_back(t.defined() && t.requires_grad() ? t.impl_ptr() : nullptr);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    TensorImpl& o = outputs[i].impl();
+    node->output_shapes.push_back(o.shape);
+    o.grad_fn = node;
+    o.output_nr = static_cast<int>(i);
+  }
+  node->dtype = outputs.at(0).dtype();
+  node->device = outputs.at(0).device();
+  node->grad_outputs.resize(outputs.size());
+  node->backward = std::move(backward);
+  g_tape.push(node);
+}
+
+size_t tape_size() {
+  return static_cast<size_t>(
+      std::count_if(g_tape.nodes.begin(), g_tape.nodes.end(), [](auto& w) { return !w.expired(); }));
+}
+
+// slot += g, out of place: gradients are often the same tensor handed to several inputs (add returns
+// g for both), so an in-place sum could change another slot. A fresh slot takes g itself (no copy).
+static Tensor sum_of(const Tensor& a, const Tensor& b) {
+  Tensor out = make_tensor(a.shape(), a.dtype(), a.device());
+  backend::binary(backend::Binary::Add, a, b, out);
+  return out;
+}
+// A leaf's .grad() belongs to the user (clipping scales it in place), so it never shares storage.
+static void accumulate_into(std::shared_ptr<TensorImpl>& leaf_grad, const Tensor& g) {
+  leaf_grad = (leaf_grad ? sum_of(Tensor(leaf_grad), g) : g.detach().clone()).impl_ptr();
+}
+static void accumulate_into(Tensor& slot, const Tensor& g) { slot = slot.defined() ? sum_of(slot, g) : g; }
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs) {
+  TG_CHECK(outputs.size() == grad_outputs.size(), "backward: ", outputs.size(), " outputs but ",
+           grad_outputs.size(), " gradients");
+  NoGradGuard no_grad;  // backward functions compute with plain ops: nothing of it goes on the tape
+  bool any = false;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& y = outputs[i];
+    const Tensor& g = grad_outputs[i];
+    TG_CHECK(g.defined() && g.shape() == y.shape() && g.dtype() == y.dtype(), "backward: gradient ",
+             g.defined() ? g.dtype() : y.dtype(), " ", g.defined() ? to_string(g.shape()) : "undefined",
+             " does not match the output ", y.dtype(), " ", y.shape());
+    TensorImpl& impl = y.impl();
+    if (impl.grad_fn) {
+      TG_CHECK(!impl.grad_fn->released, "backward: the graph of this tensor (op '", impl.grad_fn->name,
+               "') was already freed by an earlier backward; recompute the forward pass to differentiate again");
+      accumulate_into(impl.grad_fn->grad_outputs[impl.output_nr], g);
+      any = true;
+    } else if (impl.requires_grad) {
+      accumulate_into(impl.grad, g);
+      any = true;
+    }
+  }
+  TG_CHECK(any, "backward: the tensor does not require grad (no input of the computation requires grad, "
+                "or it ran under NoGradGuard)");
+
+  // Walk the tape from its end. A node runs when some gradient reached it. The walk holds every node
+  // it may still reach: a node's only owner can be the tensor that a later node releases.
+  auto& tape = g_tape.nodes;
+  std::vector<std::shared_ptr<Node>> nodes;
+  nodes.reserve(tape.size());
+  for (auto& w : tape) nodes.push_back(w.lock());
+  for (size_t i = nodes.size(); i-- > 0;) {
+    std::shared_ptr<Node> node = std::move(nodes[i]);
+    if (!node || node->released) continue;
+    bool reached = std::any_of(node->grad_outputs.begin(), node->grad_outputs.end(),
+                               [](const Tensor& t) { return t.defined(); });
+    if (!reached) continue;
+    for (size_t k = 0; k < node->grad_outputs.size(); ++k)
+      if (!node->grad_outputs[k].defined())
+        node->grad_outputs[k] = zeros(node->output_shapes[k], node->dtype);
+    Grads gin = node->backward(node->grad_outputs);
+    TG_CHECK(gin.size() == node->inputs.size(), "backward of '", node->name, "' returned ", gin.size(),
+             " gradients for ", node->inputs.size(), " inputs");
+    for (size_t k = 0; k < gin.size(); ++k) {
+      auto& in = node->inputs[k];
+      if (!in || !gin[k].defined()) continue;
+      TG_CHECK(gin[k].shape() == in->shape, "backward of '", node->name, "': gradient ", gin[k].shape(),
+               " for input ", k, " of shape ", in->shape);
+      if (in->grad_fn) {
+        TG_CHECK(!in->grad_fn->released, "backward: part of the graph (op '", in->grad_fn->name,
+                 "') was already freed by an earlier backward");
+        accumulate_into(in->grad_fn->grad_outputs[in->output_nr], gin[k]);
+      } else {
+        accumulate_into(in->grad, gin[k]);
+      }
+    }
+    // Release what the node saved; the node stays (owned by its outputs) only as a marker.
+    node->backward = nullptr;
+    node->grad_outputs.clear();
+    node->inputs.clear();
+    node->released = true;
+    tape[i].reset();
+  }
+  std::erase_if(tape, [](const std::weak_ptr<Node>& w) { return w.expired(); });
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,73 @@
+// The facade's dispatch: each kernel goes to the twin of its tensors' device. This build has the CPU
+// twin only; the CUDA twin (src/cuda/) plugs in here without touching ops, modules or optimizers.
+#include "backend.hpp"
+
+#include "cpu/cpu.hpp"
+
+namespace tapegrad::backend {
+
+[[noreturn]] static void no_backend(const char* kernel, Device dev) {
+  TG_FAIL(kernel, ": no ", dev, " backend in this build (configure with -Dcuda=enabled on a CUDA machine)");
+}
+
+#define TG_DISPATCH(kernel, dev, ...)                                   \
+  do {                                                                  \
+    if ((dev) == Device::CPU) return cpu::kernel(__VA_ARGS__);          \
+    no_backend(#kernel, dev);                                           \
+  } while (0)
+
+void unary(Unary op, const Tensor& x, Tensor& y, double param) { TG_DISPATCH(unary, x.device(), op, x, y, param); }
+void unary_backward(Unary op, const Tensor& g, const Tensor& x, const Tensor& y, Tensor& gx, double param) {
+  TG_DISPATCH(unary_backward, g.device(), op, g, x, y, gx, param);
+}
+void binary(Binary op, const Tensor& a, const Tensor& b, Tensor& out) { TG_DISPATCH(binary, a.device(), op, a, b, out); }
+void affine(const Tensor& x, double alpha, double beta, Tensor& out) {
+  TG_DISPATCH(affine, x.device(), x, alpha, beta, out);
+}
+void sum_to(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_to, x.device(), x, out); }
+void expand(const Tensor& x, Tensor& out) { TG_DISPATCH(expand, x.device(), x, out); }
+void max_dim(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& values, Tensor& indices) {
+  TG_DISPATCH(max_dim, x.device(), x, outer, n, inner, values, indices);
+}
+void max_dim_backward(const Tensor& g, const Tensor& indices, int64_t outer, int64_t n, int64_t inner, Tensor& gx) {
+  TG_DISPATCH(max_dim_backward, g.device(), g, indices, outer, n, inner, gx);
+}
+void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
+          int64_t stride_a, const Tensor& b, int64_t stride_b, double beta, Tensor& c) {
+  TG_DISPATCH(gemm, a.device(), trans_a, trans_b, batch, m, n, k, alpha, a, stride_a, b, stride_b, beta, c);
+}
+void add_bias_rows(Tensor& y, const Tensor& bias) { TG_DISPATCH(add_bias_rows, y.device(), y, bias); }
+void sum_rows(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_rows, x.device(), x, out); }
+void softmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& y) {
+  TG_DISPATCH(softmax, x.device(), x, outer, n, inner, log, y);
+}
+void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n, int64_t inner, bool log,
+                      Tensor& gx) {
+  TG_DISPATCH(softmax_backward, g.device(), g, y, outer, n, inner, log, gx);
+}
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+  TG_DISPATCH(cross_entropy, logits.device(), logits, labels, loss, probs);
+}
+void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
+                            Tensor& glogits) {
+  TG_DISPATCH(cross_entropy_backward, probs.device(), probs, labels, g, factor, glogits);
+}
+void dropout_mask(double p, Generator& gen, Tensor& mask) { TG_DISPATCH(dropout_mask, mask.device(), p, gen, mask); }
+void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {
+  TG_DISPATCH(argmax, x.device(), x, outer, n, inner, out);
+}
+void permute(const Tensor& x, const std::vector<int64_t>& dims, Tensor& out) {
+  TG_DISPATCH(permute, x.device(), x, dims, out);
+}
+void copy_block(const Tensor& src, int64_t outer, int64_t src_n, int64_t inner, Tensor& dst, int64_t dst_n,
+                int64_t dst_start) {
+  TG_DISPATCH(copy_block, src.device(), src, outer, src_n, inner, dst, dst_n, dst_start);
+}
+void copy_block_from(const Tensor& src, int64_t outer, int64_t src_n, int64_t src_start, int64_t inner, Tensor& dst,
+                     int64_t dst_n) {
+  TG_DISPATCH(copy_block_from, src.device(), src, outer, src_n, src_start, inner, dst, dst_n);
+}
+void convert(const Tensor& src, Tensor& dst) { TG_DISPATCH(convert, src.device(), src, dst); }
+void fill(Tensor& t, double value) { TG_DISPATCH(fill, t.device(), t, value); }
+
+}  // namespace tapegrad::backend

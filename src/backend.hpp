@@ -1,0 +1,27 @@
+// The backend facade: one declaration per kernel with its contract. Ops call only these; each dispatches
+// on the device of its tensors to the cpu:: twin (src/cpu/) or, in a CUDA build, the cuda:: twin
+// (src/cuda/, a later issue). An unsupported device or dtype throws and names the kernel, device, dtype.
+//
+// Contracts shared by all kernels: outputs are preallocated by the caller, contiguous, with the shape
+// and dtype stated; inputs and outputs share one device and (unless stated) one float dtype; outputs
+// never alias inputs unless the kernel says "in place allowed".
+#pragma once
+
+#include <vector>
+
+#include "tapegrad/tensor.hpp"
+
+namespace tapegrad::backend {
+
+enum class Unary { Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow };
+enum class Binary { Add, Sub, Mul, Div };
+
+// The contracts of each kernel are the comments in kernels.inc.
+
+#include "kernels.inc"
+
+// The CPU thread count (OpenMP and Eigen).
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace tapegrad::backend

@@ -1,0 +1,601 @@
+// The CPU twin: Eigen maps over raw buffers for matrix products (multithreaded through OpenMP), plain
+// OpenMP loops that the compiler vectorises for everything else. Contracts: src/kernels.inc.
+#include "cpu.hpp"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "../internal.hpp"
+
+namespace tapegrad::cpu {
+
+namespace {
+
+// Below this many elements a loop runs on one thread: starting a parallel region costs more.
+constexpr int64_t kGrain = 32768;
+
+// Runs f(begin, end) over [0, n) split across the OpenMP threads (static, contiguous chunks).
+template <class F>
+void parallel_for(int64_t n, F&& f, int64_t grain = kGrain) {
+  if (n < grain || omp_get_max_threads() == 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t chunk = (n + nt - 1) / nt;
+    int64_t b = std::min(n, t * chunk), e = std::min(n, b + chunk);
+    if (b < e) f(b, e);
+  }
+}
+
+template <class T>
+T* ptr(Tensor& t) { return static_cast<T*>(t.raw_data()); }
+template <class T>
+const T* ptr(const Tensor& t) { return static_cast<const T*>(t.raw_data()); }
+
+// Elementwise map y[i] = f(x[i]).
+template <class T, class F>
+void map1(const T* x, T* y, int64_t n, F f) {
+  parallel_for(n, [&](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
+  });
+}
+
+// Broadcast geometry of out = f(a, b): per output dim, the strides of a and b (0 where broadcast),
+// with adjacent dims merged where both operands stay contiguous across them.
+struct Broadcast {
+  std::vector<int64_t> size, sa, sb;
+
+  Broadcast(const Shape& as, const Shape& bs, const Shape& os) {
+    size_t r = os.size();
+    auto padded = [r](const Shape& s) {  // right-aligned to rank r with leading 1s
+      Shape p(r - s.size(), 1);
+      p.insert(p.end(), s.begin(), s.end());
+      return p;
+    };
+    Shape pa = padded(as), pb = padded(bs);
+    std::vector<int64_t> fa(r, 0), fb(r, 0);
+    int64_t stride_a = 1, stride_b = 1;
+    for (size_t k = r; k-- > 0;) {
+      fa[k] = (pa[k] == 1 && os[k] != 1) ? 0 : stride_a;
+      fb[k] = (pb[k] == 1 && os[k] != 1) ? 0 : stride_b;
+      stride_a *= pa[k];
+      stride_b *= pb[k];
+    }
+    for (size_t k = 0; k < r; ++k) {
+      if (os[k] == 1) continue;  // size-1 dims carry nothing
+      if (!size.empty() && sa.back() == fa[k] * os[k] && sb.back() == fb[k] * os[k]) {
+        size.back() *= os[k];
+        sa.back() = fa[k];
+        sb.back() = fb[k];
+      } else {
+        size.push_back(os[k]);
+        sa.push_back(fa[k]);
+        sb.push_back(fb[k]);
+      }
+    }
+    if (size.empty()) size = {1}, sa = {0}, sb = {0};
+  }
+};
+
+// out[idx] = f(a[idx_a], b[idx_b]) over a broadcast: rows of the last merged dim, in parallel.
+template <class T, class F>
+void map2(const T* a, const T* b, T* o, const Broadcast& g, F f) {
+  size_t r = g.size.size();
+  int64_t len = g.size[r - 1], la = g.sa[r - 1], lb = g.sb[r - 1];
+  int64_t rows = 1;
+  for (size_t k = 0; k + 1 < r; ++k) rows *= g.size[k];
+  parallel_for(
+      rows,
+      [&](int64_t rb, int64_t re) {
+        for (int64_t row = rb; row < re; ++row) {
+          int64_t oa = 0, ob = 0, rem = row;
+          for (size_t k = r - 1; k-- > 0;) {
+            int64_t ix = rem % g.size[k];
+            rem /= g.size[k];
+            oa += ix * g.sa[k];
+            ob += ix * g.sb[k];
+          }
+          const T* pa = a + oa;
+          const T* pb = b + ob;
+          T* po = o + row * len;
+          if (la == 1 && lb == 1) {
+#pragma omp simd
+            for (int64_t i = 0; i < len; ++i) po[i] = f(pa[i], pb[i]);
+          } else if (la == 1) {
+            T vb = *pb;
+#pragma omp simd
+            for (int64_t i = 0; i < len; ++i) po[i] = f(pa[i], vb);
+          } else if (lb == 1) {
+            T va = *pa;
+#pragma omp simd
+            for (int64_t i = 0; i < len; ++i) po[i] = f(va, pb[i]);
+          } else {
+            po[0] = f(*pa, *pb);
+            for (int64_t i = 1; i < len; ++i) po[i] = po[0];
+          }
+        }
+      },
+      std::max<int64_t>(1, kGrain / std::max<int64_t>(len, 1)));
+}
+
+template <class T, class F>
+void binary_typed(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  const T* pa = ptr<T>(a);
+  const T* pb = ptr<T>(b);
+  T* po = ptr<T>(out);
+  int64_t n = out.numel();
+  if (a.shape() == out.shape() && b.shape() == out.shape()) {
+    parallel_for(n, [&](int64_t s, int64_t e) {
+#pragma omp simd
+      for (int64_t i = s; i < e; ++i) po[i] = f(pa[i], pb[i]);
+    });
+  } else if (b.numel() == 1 && a.numel() == n) {
+    T vb = *pb;
+    map1(pa, po, n, [&](T x) { return f(x, vb); });
+  } else {
+    map2(pa, pb, po, Broadcast(a.shape(), b.shape(), out.shape()), f);
+  }
+}
+
+// out[o, i] = sum_r x[o, r, i]
+template <class T>
+void reduce_mid(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
+  if (inner == 1) {
+    if (outer == 1) {  // one long sum: split across threads, combine in a fixed order
+      int nt = n >= kGrain ? omp_get_max_threads() : 1;
+      std::vector<T> part(static_cast<size_t>(nt), T(0));
+      parallel_for(n, [&](int64_t b, int64_t e) {
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = b; i < e; ++i) acc += x[i];
+        part[static_cast<size_t>(nt == 1 ? 0 : omp_get_thread_num())] = acc;
+      });
+      T acc = 0;
+      for (T p : part) acc += p;
+      out[0] = acc;
+      return;
+    }
+    parallel_for(
+        outer,
+        [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o) {
+            const T* row = x + o * n;
+            T acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t r = 0; r < n; ++r) acc += row[r];
+            out[o] = acc;
+          }
+        },
+        std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)));
+    return;
+  }
+  // Column blocks: accumulate rows of length `inner` (vectorised over i).
+  parallel_for(
+      outer * inner,
+      [&](int64_t b, int64_t e) {
+        // [b, e) indexes (o, i) pairs; process maximal runs within one o.
+        for (int64_t s = b; s < e;) {
+          int64_t o = s / inner, i0 = s % inner, i1 = std::min(inner, i0 + (e - s));
+          T* po = out + o * inner;
+          for (int64_t i = i0; i < i1; ++i) po[i] = 0;
+          for (int64_t r = 0; r < n; ++r) {
+            const T* row = x + (o * n + r) * inner;
+#pragma omp simd
+            for (int64_t i = i0; i < i1; ++i) po[i] += row[i];
+          }
+          s += i1 - i0;
+        }
+      },
+      std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)));
+}
+
+}  // namespace
+
+// ---- elementwise ----------------------------------------------------------------------------
+
+void unary(Unary op, const Tensor& x, Tensor& y, double param) {
+  dispatch_float(x.dtype(), "unary", [&]<class T>() {
+    const T* px = ptr<T>(x);
+    T* py = ptr<T>(y);
+    int64_t n = x.numel();
+    switch (op) {
+      case Unary::Neg: map1(px, py, n, [](T v) { return -v; }); break;
+      case Unary::Exp: map1(px, py, n, [](T v) { return std::exp(v); }); break;
+      case Unary::Log: map1(px, py, n, [](T v) { return std::log(v); }); break;
+      case Unary::Sqrt: map1(px, py, n, [](T v) { return std::sqrt(v); }); break;
+      case Unary::Tanh: map1(px, py, n, [](T v) { return std::tanh(v); }); break;
+      case Unary::Sigmoid: map1(px, py, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); }); break;
+      case Unary::Relu: map1(px, py, n, [](T v) { return v > T(0) ? v : T(0); }); break;
+      case Unary::Pow: {
+        T p = static_cast<T>(param);
+        if (param == 2.0) map1(px, py, n, [](T v) { return v * v; });
+        else map1(px, py, n, [p](T v) { return std::pow(v, p); });
+        break;
+      }
+    }
+  });
+}
+
+void unary_backward(Unary op, const Tensor& g, const Tensor& x, const Tensor& y, Tensor& gx, double param) {
+  dispatch_float(g.dtype(), "unary_backward", [&]<class T>() {
+    const T* pg = ptr<T>(g);
+    T* po = ptr<T>(gx);
+    int64_t n = g.numel();
+    auto run = [&](const T* src, auto f) {
+      parallel_for(n, [&](int64_t b, int64_t e) {
+#pragma omp simd
+        for (int64_t i = b; i < e; ++i) po[i] = f(pg[i], src[i]);
+      });
+    };
+    switch (op) {
+      case Unary::Neg: run(pg, [](T gv, T) { return -gv; }); break;
+      case Unary::Exp: run(ptr<T>(y), [](T gv, T yv) { return gv * yv; }); break;
+      case Unary::Log: run(ptr<T>(x), [](T gv, T xv) { return gv / xv; }); break;
+      case Unary::Sqrt: run(ptr<T>(y), [](T gv, T yv) { return gv / (T(2) * yv); }); break;
+      case Unary::Tanh: run(ptr<T>(y), [](T gv, T yv) { return gv * (T(1) - yv * yv); }); break;
+      case Unary::Sigmoid: run(ptr<T>(y), [](T gv, T yv) { return gv * yv * (T(1) - yv); }); break;
+      case Unary::Relu: run(ptr<T>(y), [](T gv, T yv) { return yv > T(0) ? gv : T(0); }); break;
+      case Unary::Pow: {
+        T p = static_cast<T>(param);
+        run(ptr<T>(x), [p](T gv, T xv) { return gv * p * std::pow(xv, p - T(1)); });
+        break;
+      }
+    }
+  });
+}
+
+void binary(Binary op, const Tensor& a, const Tensor& b, Tensor& out) {
+  dispatch_float(a.dtype(), "binary", [&]<class T>() {
+    switch (op) {
+      case Binary::Add: binary_typed<T>(a, b, out, [](T u, T v) { return u + v; }); break;
+      case Binary::Sub: binary_typed<T>(a, b, out, [](T u, T v) { return u - v; }); break;
+      case Binary::Mul: binary_typed<T>(a, b, out, [](T u, T v) { return u * v; }); break;
+      case Binary::Div: binary_typed<T>(a, b, out, [](T u, T v) { return u / v; }); break;
+    }
+  });
+}
+
+void affine(const Tensor& x, double alpha, double beta, Tensor& out) {
+  dispatch_float(x.dtype(), "affine", [&]<class T>() {
+    T a = static_cast<T>(alpha), b = static_cast<T>(beta);
+    map1(ptr<T>(x), ptr<T>(out), x.numel(), [a, b](T v) { return a * v + b; });
+  });
+}
+
+void sum_to(const Tensor& x, Tensor& out) {
+  dispatch_float(x.dtype(), "sum_to", [&]<class T>() {
+    // Align out's shape to x's rank; reduce each maximal run of reduced dims with reduce_mid.
+    const Shape& xs = x.shape();
+    size_t r = xs.size();
+    Shape os(r, 1);
+    for (size_t k = 0; k < out.shape().size(); ++k) os[r - out.shape().size() + k] = out.shape()[k];
+    Shape cur = xs;
+    Tensor src = x;
+    size_t k = 0;
+    while (true) {
+      while (k < r && !(cur[k] != os[k])) ++k;
+      if (k == r) break;
+      size_t k1 = k;
+      while (k1 < r && cur[k1] != os[k1]) ++k1;  // [k, k1) reduced
+      int64_t outer = 1, n = 1, inner = 1;
+      for (size_t j = 0; j < k; ++j) outer *= cur[j];
+      for (size_t j = k; j < k1; ++j) n *= cur[j];
+      for (size_t j = k1; j < r; ++j) inner *= cur[j];
+      for (size_t j = k; j < k1; ++j) cur[j] = 1;
+      bool last = true;
+      for (size_t j = k1; j < r; ++j)
+        if (cur[j] != os[j]) last = false;
+      Tensor dst = last ? out : make_tensor(cur, x.dtype());
+      reduce_mid(ptr<T>(src), outer, n, inner, ptr<T>(dst));
+      src = dst;
+      k = k1;
+      if (last) return;
+    }
+    if (src.impl_ptr() != out.impl_ptr()) std::memcpy(out.raw_data(), src.raw_data(), out.numel() * sizeof(T));
+  });
+}
+
+void expand(const Tensor& x, Tensor& out) {
+  dispatch_float(x.dtype(), "expand", [&]<class T>() {
+    if (x.numel() == out.numel()) {
+      std::memcpy(out.raw_data(), x.raw_data(), out.numel() * sizeof(T));
+      return;
+    }
+    map2(ptr<T>(x), ptr<T>(x), ptr<T>(out), Broadcast(x.shape(), x.shape(), out.shape()), [](T u, T) { return u; });
+  });
+}
+
+void max_dim(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& values, Tensor& indices) {
+  dispatch_float(x.dtype(), "max", [&]<class T>() {
+    const T* px = ptr<T>(x);
+    T* pv = ptr<T>(values);
+    int64_t* pi = ptr<int64_t>(indices);
+    parallel_for(outer * inner, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        int64_t o = s / inner, i = s % inner;
+        const T* p = px + o * n * inner + i;
+        T best = p[0];
+        int64_t arg = 0;
+        for (int64_t r = 1; r < n; ++r) {
+          T v = p[r * inner];
+          if (v > best || (std::isnan(v) && !std::isnan(best))) best = v, arg = r;
+        }
+        pv[s] = best;
+        pi[s] = arg;
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)));
+  });
+}
+
+void max_dim_backward(const Tensor& g, const Tensor& indices, int64_t outer, int64_t n, int64_t inner, Tensor& gx) {
+  dispatch_float(g.dtype(), "max_backward", [&]<class T>() {
+    const T* pg = ptr<T>(g);
+    const int64_t* pi = ptr<int64_t>(indices);
+    T* po = ptr<T>(gx);
+    std::memset(po, 0, gx.numel() * sizeof(T));
+    for (int64_t s = 0; s < outer * inner; ++s) {
+      int64_t o = s / inner, i = s % inner;
+      po[(o * n + pi[s]) * inner + i] = pg[s];
+    }
+  });
+}
+
+void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {
+  Tensor values = make_tensor(out.shape(), x.dtype());
+  max_dim(x, outer, n, inner, values, out);
+}
+
+// ---- matrix products ------------------------------------------------------------------------
+
+namespace {
+template <class T>
+using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class T>
+void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b, T beta, T* c) {
+  Eigen::Map<const MatR<T>> A(a, ta ? k : m, ta ? m : k);
+  Eigen::Map<const MatR<T>> B(b, tb ? n : k, tb ? k : n);
+  Eigen::Map<MatR<T>> C(c, m, n);
+  if (beta == T(0)) C.setZero();
+  else if (beta != T(1)) C *= beta;
+  if (!ta && !tb) C.noalias() += alpha * A * B;
+  else if (ta && !tb) C.noalias() += alpha * A.transpose() * B;
+  else if (!ta && tb) C.noalias() += alpha * A * B.transpose();
+  else C.noalias() += alpha * A.transpose() * B.transpose();
+}
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
+          int64_t stride_a, const Tensor& b, int64_t stride_b, double beta, Tensor& c) {
+  dispatch_float(a.dtype(), "gemm", [&]<class T>() {
+    const T* pa = ptr<T>(a);
+    const T* pb = ptr<T>(b);
+    T* pc = ptr<T>(c);
+    T al = static_cast<T>(alpha), be = static_cast<T>(beta);
+    // Many small products: one per thread (Eigen then runs single-threaded inside the region).
+    // Few large ones: one after the other, each multithreaded by Eigen.
+    bool small = m * n * k < 64 * 64 * 64;
+    if (batch > 1 && small && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_one(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+    } else {
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_one(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+    }
+  });
+}
+
+void add_bias_rows(Tensor& y, const Tensor& bias) {
+  dispatch_float(y.dtype(), "add_bias_rows", [&]<class T>() {
+    int64_t m = bias.numel(), rows = y.numel() / std::max<int64_t>(m, 1);
+    T* py = ptr<T>(y);
+    const T* pb = ptr<T>(bias);
+    parallel_for(rows, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        T* row = py + r * m;
+#pragma omp simd
+        for (int64_t i = 0; i < m; ++i) row[i] += pb[i];
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(m, 1)));
+  });
+}
+
+void sum_rows(const Tensor& x, Tensor& out) {
+  dispatch_float(x.dtype(), "sum_rows", [&]<class T>() {
+    int64_t m = out.numel(), rows = x.numel() / std::max<int64_t>(m, 1);
+    reduce_mid(ptr<T>(x), 1, rows, m, ptr<T>(out));
+  });
+}
+
+// ---- softmax, losses, dropout ----------------------------------------------------------------
+
+void softmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& y) {
+  dispatch_float(x.dtype(), "softmax", [&]<class T>() {
+    const T* px = ptr<T>(x);
+    T* py = ptr<T>(y);
+    parallel_for(outer * inner, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        int64_t o = s / inner, i = s % inner;
+        const T* p = px + o * n * inner + i;
+        T* q = py + o * n * inner + i;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t r = 0; r < n; ++r) mx = std::max(mx, p[r * inner]);
+        T sum = 0;
+        for (int64_t r = 0; r < n; ++r) sum += std::exp(p[r * inner] - mx);
+        if (log) {
+          T lse = mx + std::log(sum);
+          for (int64_t r = 0; r < n; ++r) q[r * inner] = p[r * inner] - lse;
+        } else {
+          T inv = T(1) / sum;
+          for (int64_t r = 0; r < n; ++r) q[r * inner] = std::exp(p[r * inner] - mx) * inv;
+        }
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)));
+  });
+}
+
+void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n, int64_t inner, bool log,
+                      Tensor& gx) {
+  // softmax:     gx = y * (g - sum(g * y))
+  // log_softmax: gx = g - exp(y) * sum(g)
+  dispatch_float(g.dtype(), "softmax_backward", [&]<class T>() {
+    const T* pg = ptr<T>(g);
+    const T* py = ptr<T>(y);
+    T* po = ptr<T>(gx);
+    parallel_for(outer * inner, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        int64_t base = (s / inner) * n * inner + s % inner;
+        T acc = 0;
+        for (int64_t r = 0; r < n; ++r) acc += log ? pg[base + r * inner] : pg[base + r * inner] * py[base + r * inner];
+        for (int64_t r = 0; r < n; ++r) {
+          int64_t j = base + r * inner;
+          po[j] = log ? pg[j] - std::exp(py[j]) * acc : py[j] * (pg[j] - acc);
+        }
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(n, 1)));
+  });
+}
+
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+  int64_t N = logits.size(0), C = logits.size(1);
+  const int64_t* pl = ptr<int64_t>(labels);
+  for (int64_t i = 0; i < N; ++i)
+    TG_CHECK(pl[i] >= 0 && pl[i] < C, "cross_entropy: label ", pl[i], " at index ", i, " is out of range [0, ", C,
+             ") for logits of shape ", logits.shape());
+  dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
+    const T* px = ptr<T>(logits);
+    T* pp = ptr<T>(probs);
+    T* po = ptr<T>(loss);
+    parallel_for(N, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const T* row = px + i * C;
+        T* prow = pp + i * C;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t c = 0; c < C; ++c) mx = std::max(mx, row[c]);
+        T sum = 0;
+        for (int64_t c = 0; c < C; ++c) sum += (prow[c] = std::exp(row[c] - mx));
+        T inv = T(1) / sum;
+        for (int64_t c = 0; c < C; ++c) prow[c] *= inv;
+        po[i] = mx + std::log(sum) - row[pl[i]];
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));
+  });
+}
+
+void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
+                            Tensor& glogits) {
+  int64_t N = probs.size(0), C = probs.size(1);
+  const int64_t* pl = ptr<int64_t>(labels);
+  dispatch_float(probs.dtype(), "cross_entropy_backward", [&]<class T>() {
+    const T* pp = ptr<T>(probs);
+    const T* pg = ptr<T>(g);
+    T* po = ptr<T>(glogits);
+    bool scalar_g = g.numel() == 1;
+    parallel_for(N, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        T s = static_cast<T>(factor) * (scalar_g ? pg[0] : pg[i]);
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) po[i * C + c] = pp[i * C + c] * s;
+        po[i * C + pl[i]] -= s;
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));
+  });
+}
+
+void dropout_mask(double p, Generator& gen, Tensor& mask) {
+  dispatch_float(mask.dtype(), "dropout", [&]<class T>() {
+    T* pm = ptr<T>(mask);
+    T keep = static_cast<T>(1.0 / (1.0 - p));
+    for (int64_t i = 0; i < mask.numel(); ++i) pm[i] = gen.uniform() < p ? T(0) : keep;
+  });
+}
+
+// ---- layout ---------------------------------------------------------------------------------
+
+void permute(const Tensor& x, const std::vector<int64_t>& dims, Tensor& out) {
+  dispatch_all(x.dtype(), [&]<class T>() {
+    const Shape& xs = x.shape();
+    size_t r = xs.size();
+    std::vector<int64_t> xstride(r, 1);
+    for (size_t k = r; k-- > 1;) xstride[k - 1] = xstride[k] * xs[k];
+    std::vector<int64_t> st(r), sz(r);  // for each out dim: its size and the stride in x
+    for (size_t k = 0; k < r; ++k) sz[k] = xs[dims[k]], st[k] = xstride[dims[k]];
+    const T* px = ptr<T>(x);
+    T* po = ptr<T>(out);
+    int64_t len = r ? sz[r - 1] : 1, ls = r ? st[r - 1] : 1;
+    int64_t rows = out.numel() / std::max<int64_t>(len, 1);
+    parallel_for(rows, [&](int64_t b, int64_t e) {
+      for (int64_t row = b; row < e; ++row) {
+        int64_t off = 0, rem = row;
+        for (size_t k = r - 1; k-- > 0;) off += (rem % sz[k]) * st[k], rem /= sz[k];
+        T* q = po + row * len;
+        for (int64_t i = 0; i < len; ++i) q[i] = px[off + i * ls];
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(len, 1)));
+  });
+}
+
+void copy_block(const Tensor& src, int64_t outer, int64_t src_n, int64_t inner, Tensor& dst, int64_t dst_n,
+                int64_t dst_start) {
+  size_t es = size_of(src.dtype());
+  const char* ps = static_cast<const char*>(src.raw_data());
+  char* pd = static_cast<char*>(dst.raw_data());
+  size_t chunk = static_cast<size_t>(src_n * inner) * es;
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(pd + static_cast<size_t>((o * dst_n + dst_start) * inner) * es, ps + o * chunk, chunk);
+}
+
+void copy_block_from(const Tensor& src, int64_t outer, int64_t src_n, int64_t src_start, int64_t inner, Tensor& dst,
+                     int64_t dst_n) {
+  size_t es = size_of(src.dtype());
+  const char* ps = static_cast<const char*>(src.raw_data());
+  char* pd = static_cast<char*>(dst.raw_data());
+  size_t chunk = static_cast<size_t>(dst_n * inner) * es;
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(pd + o * chunk, ps + static_cast<size_t>((o * src_n + src_start) * inner) * es, chunk);
+}
+
+void convert(const Tensor& src, Tensor& dst) {
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw_data() != dst.raw_data()) std::memcpy(dst.raw_data(), src.raw_data(), src.numel() * size_of(src.dtype()));
+    return;
+  }
+  dispatch_all(src.dtype(), [&]<class S>() {
+    dispatch_all(dst.dtype(), [&]<class D>() {
+      const S* ps = ptr<S>(src);
+      D* pd = ptr<D>(dst);
+      parallel_for(src.numel(), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) pd[i] = static_cast<D>(ps[i]);
+      });
+    });
+  });
+}
+
+void fill(Tensor& t, double value) {
+  dispatch_all(t.dtype(), [&]<class T>() {
+    T v = static_cast<T>(value);
+    T* p = ptr<T>(t);
+    parallel_for(t.numel(), [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
+  });
+}
+
+}  // namespace tapegrad::cpu
+
+namespace tapegrad::backend {
+void set_num_threads(int n) {
+  TG_CHECK(n >= 1, "set_num_threads: expected at least 1 thread, got ", n);
+  omp_set_num_threads(n);
+  Eigen::setNbThreads(n);
+}
+int num_threads() { return omp_get_max_threads(); }
+}  // namespace tapegrad::backend

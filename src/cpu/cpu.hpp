@@ -1,0 +1,10 @@
+// The CPU twin of the backend facade: Eigen for matrix products, OpenMP loops for the rest.
+#pragma once
+
+#include "../backend.hpp"
+
+namespace tapegrad::cpu {
+using backend::Binary;
+using backend::Unary;
+#include "../kernels.inc"
+}  // namespace tapegrad::cpu

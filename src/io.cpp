@@ -1,0 +1,195 @@
+// safetensors save/load and training checkpoints, written atomically.
+#include "tapegrad/io.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "internal.hpp"
+#include "tapegrad/optim/optimizer.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+const char* st_dtype(DType d) {
+  switch (d) {
+    case DType::F32: return "F32";
+    case DType::F64: return "F64";
+    case DType::I64: return "I64";
+  }
+  return "?";
+}
+
+// Writes all of buf to fd, or throws naming path.
+void write_all(int fd, const char* buf, size_t n, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    TG_CHECK(w > 0, "save: writing '", path, "' failed: ", std::strerror(errno));
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta) {
+  static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
+  nlohmann::ordered_json header;
+  if (!meta.empty()) header["__metadata__"] = meta;
+  uint64_t offset = 0;
+  for (auto& [name, t] : tensors) {
+    TG_CHECK(t.defined(), "save_safetensors '", path, "': tensor '", name, "' is undefined");
+    TG_CHECK(t.device() == Device::CPU, "save_safetensors '", path, "': tensor '", name, "' is on ", t.device());
+    uint64_t bytes = static_cast<uint64_t>(t.numel()) * size_of(t.dtype());
+    header[name] = {{"dtype", st_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-aligned, as the format recommends
+  uint64_t hlen = h.size();
+
+  // Temporary file beside the target, flushed to disk, then renamed over it: all or nothing.
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TG_CHECK(fd >= 0, "save: cannot create '", tmp, "': ", std::strerror(errno));
+  try {
+    write_all(fd, reinterpret_cast<const char*>(&hlen), 8, tmp);
+    write_all(fd, h.data(), h.size(), tmp);
+    for (auto& [_, t] : tensors)
+      write_all(fd, static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.numel()) * size_of(t.dtype()), tmp);
+    TG_CHECK(::fsync(fd) == 0, "save: fsync of '", tmp, "' failed: ", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    TG_FAIL("save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {  // make the rename itself durable
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+TensorDict load_safetensors(const std::string& path, Metadata* meta) {
+  std::ifstream f(path, std::ios::binary);
+  TG_CHECK(f.good(), "load '", path, "': cannot open file");
+  f.seekg(0, std::ios::end);
+  uint64_t size = static_cast<uint64_t>(f.tellg());
+  f.seekg(0);
+  TG_CHECK(size >= 8, "load '", path, "': file of ", size, " bytes is too short for a safetensors header");
+  uint64_t hlen = 0;
+  f.read(reinterpret_cast<char*>(&hlen), 8);
+  TG_CHECK(hlen <= size - 8, "load '", path, "': header length ", hlen, " exceeds the file (", size,
+           " bytes): truncated or not a safetensors file");
+  std::string h(hlen, '\0');
+  f.read(h.data(), static_cast<std::streamsize>(hlen));
+  uint64_t data_size = size - 8 - hlen;
+
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(h);
+  } catch (const nlohmann::json::exception& e) {
+    TG_FAIL("load '", path, "': header is not valid JSON (", e.what(), ")");
+  }
+  TG_CHECK(header.is_object(), "load '", path, "': header is not a JSON object");
+
+  struct Entry { std::string name; DType dtype; Shape shape; uint64_t begin, end; };
+  std::vector<Entry> entries;
+  for (auto& [name, v] : header.items()) {
+    if (name == "__metadata__") {
+      TG_CHECK(v.is_object(), "load '", path, "': __metadata__ is not an object");
+      if (meta) {
+        meta->clear();
+        for (auto& [k, s] : v.items()) {
+          TG_CHECK(s.is_string(), "load '", path, "': metadata '", k, "' is not a string");
+          (*meta)[k] = s.get<std::string>();
+        }
+      }
+      continue;
+    }
+    auto bad = [&](const char* what) { TG_FAIL("load '", path, "': tensor '", name, "': ", what); };
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+      bad("expected an object with dtype, shape, data_offsets");
+    if (!v["dtype"].is_string()) bad("dtype is not a string");
+    std::string ds = v["dtype"].get<std::string>();
+    DType dt = DType::F32;
+    if (ds == "F64") dt = DType::F64;
+    else if (ds == "I64") dt = DType::I64;
+    else if (ds != "F32") bad("unsupported dtype (expected F32, F64 or I64)");
+    if (!v["shape"].is_array()) bad("shape is not an array");
+    Shape shape;
+    uint64_t count = 1;
+    for (auto& d : v["shape"]) {
+      if (!d.is_number_unsigned()) bad("shape has a non-integer or negative entry");
+      uint64_t x = d.get<uint64_t>();
+      if (x > (1ull << 40) || (x && count > (1ull << 40) / x)) bad("shape is absurdly large");
+      count *= x;
+      shape.push_back(static_cast<int64_t>(x));
+    }
+    auto& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      bad("data_offsets must be two non-negative integers");
+    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    if (b > e || e > data_size) bad("data_offsets lie outside the data (file truncated?)");
+    if (e - b != count * size_of(dt)) bad("data_offsets do not match dtype and shape");
+    entries.push_back({name, dt, shape, b, e});
+  }
+  std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < entries.size(); ++i)
+    TG_CHECK(entries[i].begin >= entries[i - 1].end, "load '", path, "': tensors '", entries[i - 1].name, "' and '",
+             entries[i].name, "' overlap");
+
+  TensorDict out;
+  for (auto& e : entries) {
+    Tensor t = make_tensor(e.shape, e.dtype);
+    f.seekg(static_cast<std::streamoff>(8 + hlen + e.begin));
+    f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(e.end - e.begin));
+    TG_CHECK(f.good(), "load '", path, "': reading tensor '", e.name, "' failed (truncated?)");
+    out[e.name] = t;
+  }
+  return out;
+}
+
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
+                     const Metadata& meta) {
+  TensorDict all;
+  for (auto& [k, t] : model.state_dict()) all["model." + k] = t;
+  if (opt)
+    for (auto& [k, t] : opt->state_dict()) all["optim." + k] = t;
+  save_safetensors(path, all, meta);
+}
+
+Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
+  Metadata meta;
+  TensorDict all = load_safetensors(path, &meta);
+  TensorDict m, o;
+  for (auto& [k, t] : all) {
+    if (k.rfind("model.", 0) == 0) m[k.substr(6)] = t;
+    else if (k.rfind("optim.", 0) == 0) o[k.substr(6)] = t;
+    else TG_FAIL("load_checkpoint '", path, "': unexpected tensor '", k, "' (expected model.* or optim.*)");
+  }
+  try {
+    model.load_state_dict(m);
+    if (opt) opt->load_state_dict(o);
+  } catch (const Error& e) {
+    TG_FAIL("load_checkpoint '", path, "': ", e.what());
+  }
+  return meta;
+}
+
+}  // namespace tapegrad

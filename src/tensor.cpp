@@ -1,0 +1,318 @@
+// Tensor handles, storage, factories and the generator.
+#include "tapegrad/tensor.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "backend.hpp"
+#include "internal.hpp"
+#include "tapegrad/autograd.hpp"
+#include "tapegrad/ops.hpp"
+
+namespace tapegrad {
+
+// ---- names, shapes ----------------------------------------------------------------------------
+
+const char* name(DType d) {
+  switch (d) {
+    case DType::F32: return "f32";
+    case DType::F64: return "f64";
+    case DType::I64: return "i64";
+  }
+  return "?";
+}
+const char* name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+size_t size_of(DType d) { return d == DType::F32 ? 4 : 8; }
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string to_string(const Shape& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << to_string(s); }
+std::ostream& operator<<(std::ostream& os, DType d) { return os << name(d); }
+std::ostream& operator<<(std::ostream& os, Device d) { return os << name(d); }
+
+void check_float(const Tensor& t, const char* op) {
+  TG_CHECK(t.defined(), op, ": undefined tensor");
+  TG_CHECK(t.dtype() != DType::I64, op, ": dtype i64 is not supported (expected f32 or f64), shape ", t.shape());
+}
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  TG_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", a.dtype(), " ", a.shape(), " vs ", b.dtype(), " ",
+           b.shape());
+}
+void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+  TG_CHECK(a.device() == b.device(), op, ": device mismatch: ", a.device(), " vs ", b.device());
+}
+int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t d = dim < 0 ? dim + ndim : dim;
+  TG_CHECK(d >= 0 && d < std::max<int64_t>(ndim, 1), op, ": dim ", dim, " out of range for a tensor of ", ndim,
+           " dims");
+  return d;
+}
+
+// ---- storage --------------------------------------------------------------------------------
+
+Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
+  TG_CHECK(dev == Device::CPU, "allocation on ", dev, ": this build has no CUDA backend");
+  size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;  // 64-byte aligned for AVX-512
+  data = std::aligned_alloc(64, rounded);
+  TG_CHECK(data != nullptr, "out of memory allocating ", nbytes, " bytes");
+}
+Storage::~Storage() { std::free(data); }
+
+static std::atomic<uint64_t> next_id{1};
+
+Tensor make_tensor(const Shape& s, DType d, Device dev) {
+  for (int64_t x : s) TG_CHECK(x >= 0, "tensor shape ", s, " has a negative dimension");
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(numel(s)) * size_of(d), dev);
+  impl->shape = s;
+  impl->dtype = d;
+  impl->device = dev;
+  impl->id = next_id++;
+  return Tensor(std::move(impl));
+}
+
+Tensor alias(const Tensor& t, const Shape& s) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.impl().storage;
+  impl->offset = t.impl().offset;
+  impl->shape = s;
+  impl->dtype = t.dtype();
+  impl->device = t.device();
+  impl->id = next_id++;
+  return Tensor(std::move(impl));
+}
+
+// ---- Tensor ---------------------------------------------------------------------------------
+
+TensorImpl& Tensor::impl() const {
+  TG_CHECK(impl_ != nullptr, "use of an undefined tensor");
+  return *impl_;
+}
+
+int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim(d, dim(), "size")]; }
+
+void* Tensor::raw_data() const {
+  auto& i = impl();
+  return static_cast<char*>(i.storage->data) + i.offset * static_cast<int64_t>(size_of(i.dtype));
+}
+
+void Tensor::check_access(DType want) const {
+  TG_CHECK(dtype() == want, "data<", name(want), ">() on a tensor of dtype ", dtype(), ", shape ", shape());
+  TG_CHECK(device() == Device::CPU, "data(): tensor is on ", device(), "; copy it to the CPU first");
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  TG_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device());
+  std::vector<T> out(static_cast<size_t>(numel()));
+  dispatch_all(dtype(), [&]<class S>() {
+    const S* p = static_cast<const S*>(raw_data());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(p[i]);
+  });
+  return out;
+}
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+
+double Tensor::item() const {
+  TG_CHECK(numel() == 1, "item(): expected a one-element tensor, got shape ", shape());
+  return to_vector<double>()[0];
+}
+
+bool Tensor::requires_grad() const { return impl().requires_grad || impl().grad_fn != nullptr; }
+
+Tensor& Tensor::requires_grad_(bool on) {
+  TG_CHECK(is_leaf(), "requires_grad_: only leaf tensors can change requires_grad (this one comes from ",
+           impl().grad_fn->name, ")");
+  TG_CHECK(!on || dtype() != DType::I64, "requires_grad_: an i64 tensor cannot require grad, shape ", shape());
+  impl().requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+
+void Tensor::set_grad(const Tensor& g) {
+  if (g.defined()) {
+    TG_CHECK(g.shape() == shape() && g.dtype() == dtype(), "set_grad: gradient ", g.dtype(), " ", g.shape(),
+             " does not match tensor ", dtype(), " ", shape());
+  }
+  impl().grad = g.impl_ptr();
+}
+
+void Tensor::zero_grad() { impl().grad.reset(); }
+
+void Tensor::backward() const {
+  TG_CHECK(numel() == 1, "backward: the tensor has shape ", shape(),
+           "; a non-scalar needs an explicit gradient: backward(gradient)");
+  tapegrad::backward({*this}, {ones(shape(), dtype())});
+}
+
+void Tensor::backward(const Tensor& gradient) const { tapegrad::backward({*this}, {gradient}); }
+
+Tensor Tensor::detach() const { return alias(*this, shape()); }
+
+Tensor Tensor::clone() const {
+  Tensor y = make_tensor(shape(), dtype(), device());
+  backend::convert(*this, y);
+  if (needs_grad({*this})) record("clone", {*this}, {y}, [](const Grads& g) { return Grads{g[0]}; });
+  return y;
+}
+
+Tensor Tensor::to(DType d) const {
+  if (d == dtype()) return *this;
+  Tensor y = make_tensor(shape(), d, device());
+  backend::convert(*this, y);
+  if (d != DType::I64 && needs_grad({*this})) {
+    DType from = dtype();
+    record("to", {*this}, {y}, [from](const Grads& g) { return Grads{g[0].to(from)}; });
+  }
+  return y;
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  TG_CHECK(src.numel() == numel(), "copy_: source shape ", src.shape(), " does not match destination shape ",
+           shape());
+  backend::convert(src, *this);
+  return *this;
+}
+
+Tensor& Tensor::fill_(double value) {
+  backend::fill(*this, value);
+  return *this;
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "Tensor(undefined)";
+  os << "Tensor(" << t.dtype() << ", " << t.shape();
+  if (t.device() == Device::CPU) {
+    auto v = t.to_vector<double>();
+    os << ", [";
+    size_t n = std::min<size_t>(v.size(), 8);
+    for (size_t i = 0; i < n; ++i) os << (i ? ", " : "") << v[i];
+    if (v.size() > n) os << ", ...";
+    os << "]";
+  }
+  return os << ")";
+}
+
+// ---- factories ------------------------------------------------------------------------------
+
+Tensor empty(const Shape& s, DType d) { return make_tensor(s, d); }
+Tensor zeros(const Shape& s, DType d) { return full(s, 0.0, d); }
+Tensor ones(const Shape& s, DType d) { return full(s, 1.0, d); }
+Tensor full(const Shape& s, double value, DType d) {
+  Tensor t = make_tensor(s, d);
+  backend::fill(t, value);
+  return t;
+}
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor scalar(double value, DType d) { return full({}, value, d); }
+
+Tensor arange(double start, double end, double step, DType d) {
+  TG_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+           "arange: invalid range start=", start, " end=", end, " step=", step);
+  int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
+  Tensor t = make_tensor({n}, d);
+  dispatch_all(d, [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+  return t;
+}
+Tensor arange(int64_t n, DType d) { return arange(0.0, static_cast<double>(n), 1.0, d); }
+
+Tensor rand(const Shape& s, Generator& g, DType d) {
+  Tensor t = make_tensor(s, d);
+  dispatch_float(d, "rand", [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.uniform());
+  });
+  return t;
+}
+
+Tensor randn(const Shape& s, Generator& g, DType d) {
+  Tensor t = make_tensor(s, d);
+  dispatch_float(d, "randn", [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.normal());
+  });
+  return t;
+}
+
+Tensor randint(int64_t high, const Shape& s, Generator& g) {
+  TG_CHECK(high > 0, "randint: high must be positive, got ", high);
+  Tensor t = make_tensor(s, DType::I64);
+  int64_t* p = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = g.randint(high);
+  return t;
+}
+
+template <class T>
+static Tensor from_vector_impl(const std::vector<T>& v, const Shape& s) {
+  TG_CHECK(static_cast<int64_t>(v.size()) == numel(s), "from_vector: ", v.size(), " values do not fill shape ", s,
+           " (", numel(s), " elements)");
+  Tensor t = make_tensor(s, dtype_of<T>());
+  if (!v.empty()) std::memcpy(t.raw_data(), v.data(), v.size() * sizeof(T));
+  return t;
+}
+Tensor from_vector(const std::vector<float>& v, const Shape& s) { return from_vector_impl(v, s); }
+Tensor from_vector(const std::vector<double>& v, const Shape& s) { return from_vector_impl(v, s); }
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& s) { return from_vector_impl(v, s); }
+
+// ---- generator ------------------------------------------------------------------------------
+
+double Generator::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+double Generator::uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+double Generator::normal(double mean, double std) {
+  // Box-Muller; one value per call keeps the stream simple to reason about (and to checkpoint).
+  double u1 = 1.0 - uniform();  // (0, 1]
+  double u2 = uniform();
+  return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+int64_t Generator::randint(int64_t n) {
+  TG_CHECK(n > 0, "randint: n must be positive, got ", n);
+  // Rejection sampling: unbiased.
+  uint64_t un = static_cast<uint64_t>(n);
+  uint64_t limit = UINT64_MAX - UINT64_MAX % un;
+  uint64_t x;
+  do x = engine_();
+  while (x >= limit);
+  return static_cast<int64_t>(x % un);
+}
+
+std::string Generator::state() const {
+  std::ostringstream os;
+  os << engine_;
+  return os.str();
+}
+void Generator::set_state(const std::string& s) {
+  std::istringstream is(s);
+  std::mt19937_64 e;
+  is >> e;
+  TG_CHECK(!is.fail(), "Generator::set_state: malformed state string");
+  engine_ = e;
+}
+
+Generator& default_generator() {
+  static Generator g(0);
+  return g;
+}
+void manual_seed(uint64_t seed) { default_generator().seed(seed); }
+
+}  // namespace tapegrad

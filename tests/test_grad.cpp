@@ -1,0 +1,222 @@
+// One harness for every op: the gradient from backward() against central finite differences, in f64,
+// on several shapes including broadcasting. Adding an op is one line in the table.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+
+#include "tapegrad/tapegrad.hpp"
+
+namespace tg = tapegrad;
+using tg::Shape;
+using tg::Tensor;
+
+namespace {
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+enum class Domain { Any, Positive, AwayFromZero };
+
+struct Case {
+  std::string name;
+  std::vector<Shape> shapes;
+  Fn f;
+  Domain domain = Domain::Any;
+};
+
+Tensor make_input(const Shape& s, Domain d, tg::Generator& gen) {
+  Tensor t = tg::randn(s, gen, tg::DType::F64);
+  double* p = t.data<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (d == Domain::Positive) p[i] = 0.5 + std::abs(p[i]);
+    if (d == Domain::AwayFromZero) p[i] = (p[i] >= 0 ? 0.2 : -0.2) + p[i];
+  }
+  return t;
+}
+
+// loss = sum(f(x) * r) with fixed random r, so every output element carries a distinct weight.
+double loss_of(const Case& c, const std::vector<Tensor>& xs, const Tensor& r) {
+  tg::NoGradGuard ng;
+  return tg::sum(tg::mul(c.f(xs), r)).item();
+}
+
+void check_case(const Case& c) {
+  CAPTURE(c.name);
+  tg::Generator gen(42);
+  std::vector<Tensor> xs;
+  for (auto& s : c.shapes) xs.push_back(make_input(s, c.domain, gen).requires_grad_());
+  Tensor out = c.f(xs);
+  Tensor r = tg::randn(out.shape(), gen, tg::DType::F64);
+  tg::sum(tg::mul(out, r)).backward();
+  const double eps = 1e-6;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    CAPTURE(k);
+    REQUIRE_MESSAGE(xs[k].grad().defined(), c.name << ": input " << k << " got no gradient");
+    auto analytic = xs[k].grad().to_vector<double>();
+    double* p = xs[k].data<double>();
+    for (int64_t i = 0; i < xs[k].numel(); ++i) {
+      double keep = p[i];
+      p[i] = keep + eps;
+      double up = loss_of(c, xs, r);
+      p[i] = keep - eps;
+      double down = loss_of(c, xs, r);
+      p[i] = keep;
+      double numeric = (up - down) / (2 * eps);
+      CAPTURE(i);
+      CHECK(analytic[i] == doctest::Approx(numeric).epsilon(1e-5).scale(1.0));
+    }
+  }
+}
+
+Tensor labels(std::vector<int64_t> v) { return tg::from_vector(v, {static_cast<int64_t>(v.size())}); }
+
+std::vector<Case> cases() {
+  using V = const std::vector<Tensor>&;
+  std::vector<Case> cs = {
+      {"add same", {{3, 4}, {3, 4}}, [](V x) { return x[0] + x[1]; }},
+      {"add row broadcast", {{3, 4}, {4}}, [](V x) { return x[0] + x[1]; }},
+      {"add outer broadcast", {{3, 1}, {1, 4}}, [](V x) { return x[0] + x[1]; }},
+      {"add 3-D broadcast", {{2, 3, 4}, {3, 1}}, [](V x) { return x[0] + x[1]; }},
+      {"add scalar tensor", {{}, {5}}, [](V x) { return x[0] + x[1]; }},
+      {"sub broadcast", {{2, 3}, {2, 1}}, [](V x) { return x[0] - x[1]; }},
+      {"mul same", {{3, 4}, {3, 4}}, [](V x) { return x[0] * x[1]; }},
+      {"mul broadcast", {{2, 1, 4}, {3, 1}}, [](V x) { return x[0] * x[1]; }},
+      {"mul self", {{5}}, [](V x) { return x[0] * x[0]; }},
+      {"div same", {{3, 4}, {3, 4}}, [](V x) { return x[0] / x[1]; }, Domain::Positive},
+      {"div broadcast", {{3, 4}, {4}}, [](V x) { return x[0] / x[1]; }, Domain::Positive},
+      {"add/mul by scalar", {{3, 2}}, [](V x) { return x[0] * 3.0 + 1.5; }},
+      {"neg", {{4}}, [](V x) { return -x[0]; }},
+      {"exp", {{3, 4}}, [](V x) { return tg::exp(x[0]); }},
+      {"log", {{3, 4}}, [](V x) { return tg::log(x[0]); }, Domain::Positive},
+      {"sqrt", {{3, 4}}, [](V x) { return tg::sqrt(x[0]); }, Domain::Positive},
+      {"pow 2", {{3, 4}}, [](V x) { return tg::pow(x[0], 2.0); }},
+      {"pow 3", {{6}}, [](V x) { return tg::pow(x[0], 3.0); }},
+      {"pow 0.5", {{6}}, [](V x) { return tg::pow(x[0], 0.5); }, Domain::Positive},
+      {"tanh", {{3, 4}}, [](V x) { return tg::tanh(x[0]); }},
+      {"sigmoid", {{3, 4}}, [](V x) { return tg::sigmoid(x[0]); }},
+      {"relu", {{3, 4}}, [](V x) { return tg::relu(x[0]); }, Domain::AwayFromZero},
+      {"matmul 2-D", {{3, 4}, {4, 5}}, [](V x) { return tg::matmul(x[0], x[1]); }},
+      {"matmul 1xK", {{1, 4}, {4, 2}}, [](V x) { return tg::matmul(x[0], x[1]); }},
+      {"matmul batched", {{2, 3, 4}, {2, 4, 5}}, [](V x) { return tg::matmul(x[0], x[1]); }},
+      {"matmul 3-D x 2-D", {{2, 3, 4}, {4, 5}}, [](V x) { return tg::matmul(x[0], x[1]); }},
+      {"matmul 2-D x 3-D", {{3, 4}, {2, 4, 5}}, [](V x) { return tg::matmul(x[0], x[1]); }},
+      {"linear", {{5, 4}, {3, 4}, {3}}, [](V x) { return tg::linear(x[0], x[1], x[2]); }},
+      {"linear no bias", {{5, 4}, {3, 4}}, [](V x) { return tg::linear(x[0], x[1]); }},
+      {"sum all", {{3, 4}}, [](V x) { return tg::sum(x[0]); }},
+      {"sum dim 0", {{3, 4}}, [](V x) { return tg::sum(x[0], {0}); }},
+      {"sum dim -1 keepdim", {{3, 4}}, [](V x) { return tg::sum(x[0], {-1}, true); }},
+      {"sum dims 0,2", {{2, 3, 4}}, [](V x) { return tg::sum(x[0], {0, 2}); }},
+      {"mean all", {{3, 4}}, [](V x) { return tg::mean(x[0]); }},
+      {"mean dim 1", {{2, 3, 4}}, [](V x) { return tg::mean(x[0], {1}); }},
+      {"max all", {{3, 4}}, [](V x) { return tg::max(x[0]); }},
+      {"max dim 1", {{3, 4}}, [](V x) { return tg::max(x[0], {1}); }},
+      {"max dims 0,2 keepdim", {{2, 3, 4}}, [](V x) { return tg::max(x[0], {0, 2}, true); }},
+      {"softmax last", {{3, 5}}, [](V x) { return tg::softmax(x[0], -1); }},
+      {"softmax middle", {{2, 3, 4}}, [](V x) { return tg::softmax(x[0], 1); }},
+      {"log_softmax last", {{3, 5}}, [](V x) { return tg::log_softmax(x[0], 1); }},
+      {"log_softmax first", {{3, 2}}, [](V x) { return tg::log_softmax(x[0], 0); }},
+      {"cross_entropy mean", {{4, 5}}, [](V x) { return tg::cross_entropy(x[0], labels({0, 4, 2, 2})); }},
+      {"cross_entropy sum", {{3, 3}},
+       [](V x) { return tg::cross_entropy(x[0], labels({1, 0, 2}), tg::Reduction::Sum); }},
+      {"mse_loss", {{3, 4}, {3, 4}}, [](V x) { return tg::mse_loss(x[0], x[1]); }},
+      {"mse_loss sum", {{5}, {5}}, [](V x) { return tg::mse_loss(x[0], x[1], tg::Reduction::Sum); }},
+      {"dropout train", {{4, 6}},
+       [](V x) {
+         tg::Generator g(7);  // the same mask on every evaluation
+         return tg::dropout(x[0], 0.3, true, g);
+       }},
+      {"dropout eval", {{4}}, [](V x) { return tg::dropout(x[0], 0.3, false); }},
+      {"expand", {{3, 1}}, [](V x) { return tg::expand(x[0], {2, 3, 4}); }},
+      {"reshape", {{3, 4}}, [](V x) { return x[0].reshape({2, -1}) * x[0].reshape({2, 6}); }},
+      {"flatten", {{2, 3, 4}}, [](V x) { return tg::exp(x[0].flatten(1)); }},
+      {"transpose", {{3, 4}}, [](V x) { return tg::matmul(x[0].t(), x[0]); }},
+      {"permute", {{2, 3, 4}}, [](V x) { return x[0].permute({2, 0, 1}); }},
+      {"slice inner", {{3, 5}}, [](V x) { return x[0].slice(1, 1, 4); }},
+      {"slice outer", {{4, 2}}, [](V x) { return x[0].slice(0, 2, 4); }},
+      {"concat", {{2, 3}, {2, 1}, {2, 2}}, [](V x) { return tg::concat({x[0], x[1], x[2]}, 1); }},
+      {"clone", {{3}}, [](V x) { return x[0].clone() * x[0]; }},
+      {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
+       [](V x) {
+         Tensor h = tg::tanh(tg::linear(x[0], x[1], x[2]));
+         return tg::cross_entropy(tg::linear(h, x[3], x[4]), labels({0, 1, 1, 0}));
+       }},
+  };
+  return cs;
+}
+
+}  // namespace
+
+TEST_CASE("every op's gradient matches central finite differences (f64)") {
+  for (const Case& c : cases()) {
+    SUBCASE(c.name.c_str()) { check_case(c); }
+  }
+}
+
+TEST_CASE("gradients accumulate over two uses and two backward passes") {
+  Tensor x = tg::from_vector(std::vector<double>{1, 2, 3}, {3}).requires_grad_();
+  tg::sum(x * 2.0 + x * x).backward();  // d/dx = 2 + 2x
+  CHECK(x.grad().to_vector() == std::vector<double>{4, 6, 8});
+  tg::sum(x).backward();  // accumulates +1
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 7, 9});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("backward frees the tape and refuses a second pass") {
+  Tensor x = tg::randn({4}, tg::default_generator(), tg::DType::F64).requires_grad_();
+  Tensor loss = tg::sum(tg::exp(x));
+  CHECK(tg::tape_size() >= 2);
+  loss.backward();
+  CHECK(tg::tape_size() == 0);
+  CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("already freed"), tg::Error);
+}
+
+TEST_CASE("a dropped graph frees itself") {
+  Tensor x = tg::randn({4}).requires_grad_();
+  { Tensor y = tg::sum(tg::exp(x) * 3.0); }
+  CHECK(tg::tape_size() == 0);
+}
+
+TEST_CASE("backward misuse is a clear error") {
+  Tensor x = tg::randn({3}).requires_grad_();
+  Tensor y = tg::exp(x);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("explicit gradient"), tg::Error);
+  CHECK_THROWS_WITH_AS(y.backward(tg::ones({4})), doctest::Contains("does not match"), tg::Error);
+  y.backward(tg::ones({3}));
+  CHECK(x.grad().defined());
+  Tensor c = tg::randn({3});
+  CHECK_THROWS_WITH_AS(tg::sum(c).backward(), doctest::Contains("does not require grad"), tg::Error);
+}
+
+TEST_CASE("NoGradGuard and detach stop recording") {
+  Tensor x = tg::randn({3}).requires_grad_();
+  {
+    tg::NoGradGuard ng;
+    Tensor y = tg::exp(x);
+    CHECK_FALSE(y.requires_grad());
+  }
+  CHECK(tg::grad_enabled());
+  Tensor d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.raw_data() == x.raw_data());
+  Tensor z = tg::sum(x * d);
+  z.backward();
+  CHECK(x.grad().to_vector() == d.to_vector());  // d acted as a constant
+}
+
+TEST_CASE("f32 gradients agree with f64 ones") {
+  tg::Generator gen(3);
+  Tensor a64 = tg::randn({8, 6}, gen, tg::DType::F64);
+  Tensor w64 = tg::randn({4, 6}, gen, tg::DType::F64);
+  Tensor a32 = a64.to(tg::DType::F32).requires_grad_(), w32 = w64.to(tg::DType::F32).requires_grad_();
+  a64.requires_grad_();
+  w64.requires_grad_();
+  Tensor l64 = tg::cross_entropy(tg::linear(tg::relu(a64), w64), labels({0, 1, 2, 3, 0, 1, 2, 3}));
+  Tensor l32 = tg::cross_entropy(tg::linear(tg::relu(a32), w32), labels({0, 1, 2, 3, 0, 1, 2, 3}));
+  CHECK(l32.item() == doctest::Approx(l64.item()).epsilon(1e-5));
+  l64.backward();
+  l32.backward();
+  auto g64 = w64.grad().to_vector(), g32 = w32.grad().to_vector();
+  for (size_t i = 0; i < g64.size(); ++i) CHECK(g32[i] == doctest::Approx(g64[i]).epsilon(1e-4).scale(1e-3));
+}

@@ -1,0 +1,100 @@
+// safetensors and checkpoints: round trips, the format's bytes, atomic writes, clear errors.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tapegrad/tapegrad.hpp"
+
+namespace tg = tapegrad;
+namespace fs = std::filesystem;
+using tg::Tensor;
+
+namespace {
+fs::path temp_dir() {
+  fs::path d = fs::temp_directory_path() / ("tg_io_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+void write_bytes(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+std::string read_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+std::string with_header(const std::string& h, const std::string& data = "") {
+  uint64_t n = h.size();
+  return std::string(reinterpret_cast<const char*>(&n), 8) + h + data;
+}
+}  // namespace
+
+TEST_CASE("safetensors round trip and layout") {
+  fs::path d = temp_dir();
+  tg::TensorDict t{{"a", tg::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3})},
+                   {"b", tg::from_vector(std::vector<double>{-1.5}, {1})},
+                   {"c", tg::from_vector(std::vector<int64_t>{7, 8}, {2})},
+                   {"s", tg::scalar(4.0, tg::DType::F64)}};
+  tg::save_safetensors((d / "x.safetensors").string(), t, {{"epoch", "3"}});
+  tg::Metadata meta;
+  auto back = tg::load_safetensors((d / "x.safetensors").string(), &meta);
+  CHECK(meta.at("epoch") == "3");
+  REQUIRE(back.size() == 4);
+  CHECK(back["a"].shape() == tg::Shape{2, 3});
+  CHECK(back["a"].to_vector<float>() == t["a"].to_vector<float>());
+  CHECK(back["b"].dtype() == tg::DType::F64);
+  CHECK(back["c"].to_vector<int64_t>() == std::vector<int64_t>{7, 8});
+  CHECK(back["s"].dim() == 0);
+  // The bytes follow the format: u64 header length, JSON header, data at the stated offsets.
+  std::string raw = read_bytes(d / "x.safetensors");
+  uint64_t n;
+  std::memcpy(&n, raw.data(), 8);
+  auto h = nlohmann::json::parse(raw.substr(8, n));
+  CHECK(h["a"]["dtype"] == "F32");
+  CHECK(h["a"]["shape"] == nlohmann::json::array({2, 3}));
+  size_t begin = h["a"]["data_offsets"][0];
+  float f;
+  std::memcpy(&f, raw.data() + 8 + n + begin + 4, 4);
+  CHECK(f == 2.0f);
+  // No temporary file is left behind.
+  int files = 0;
+  for (auto& e : fs::directory_iterator(d)) files += e.is_regular_file();
+  CHECK(files == 1);
+  fs::remove_all(d);
+}
+
+TEST_CASE("bad safetensors files are refused with a message naming the file") {
+  fs::path d = temp_dir();
+  auto p = (d / "bad.safetensors").string();
+  auto expect = [&](const std::string& content, const char* msg) {
+    write_bytes(p, content);
+    CAPTURE(msg);
+    CHECK_THROWS_WITH_AS(tg::load_safetensors(p), doctest::Contains(msg), tg::Error);
+  };
+  CHECK_THROWS_WITH_AS(tg::load_safetensors((d / "none").string()), doctest::Contains("cannot open"), tg::Error);
+  expect("abc", "too short");
+  expect(with_header("{}").substr(0, 6) + std::string(8, 'x'), "exceeds the file");
+  expect(with_header("{not json"), "not valid JSON");
+  expect(with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"), "outside the data");
+  expect(with_header(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "12345678"), "do not match");
+  expect(with_header(R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "1234"), "unsupported dtype");
+  expect(with_header(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", "12345678"), "negative");
+  expect(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
+                     "12345678"),
+         "overlap");
+  expect(with_header(R"([1,2])"), "not a JSON object");
+  fs::remove_all(d);
+}
+
+TEST_CASE("a model checkpoint round-trips; a mismatching model is refused") {
+  fs::path d = temp_dir();
+  tg::Generator g(1), g2(2);
+  tg::nn::Linear a(3, 2, true, g), b(3, 2, true, g2), c(4, 2, true, g2);
+  auto p = (d / "ck.safetensors").string();
+  tg::save_checkpoint(p, a, nullptr, {{"step", "10"}});
+  auto meta = tg::load_checkpoint(p, b, nullptr);
+  CHECK(meta.at("step") == "10");
+  CHECK(b.weight.to_vector() == a.weight.to_vector());
+  CHECK_THROWS_WITH_AS(tg::load_checkpoint(p, c, nullptr), doctest::Contains("ck.safetensors"), tg::Error);
+  fs::remove_all(d);
+}
