@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End to end: the mnist replication program on a small generated MNIST-format data set (gzip IDX files):
+# it trains two optimizers, writes JSON lines and a summary, and resuming after epoch 2 gives exactly the
+# lines of a straight 3-epoch run. Bad flags exit with code 2 and a message.
+# Usage: test_mnist.sh MNIST_BINARY
+set -euo pipefail
+mnist=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+python3 - "$tmp/data" <<'PY'
+import gzip, os, random, struct, sys
+d = sys.argv[1]; os.makedirs(d)
+rng = random.Random(0)
+def write(name, n):
+    labels = [rng.randrange(10) for _ in range(n)]
+    # each class lights up its own band of rows, plus noise: learnable, not trivial
+    pix = bytearray()
+    for y in labels:
+        for r in range(28):
+            for c in range(28):
+                v = rng.randrange(200) + (60 if r // 3 == y else 0)
+                pix.append(min(v, 255))
+    with gzip.open(os.path.join(d, name + "-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(pix))
+    with gzip.open(os.path.join(d, name + "-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(labels))
+write("train", 600)
+write("t10k", 200)
+PY
+
+common=(--data "$tmp/data" --dataset mnist --hidden 32 --batch 50 --threads 1 --optim sgdm --optim adabound)
+"$mnist" "${common[@]}" --epochs 3 --out "$tmp/straight" > "$tmp/log1" 2>&1
+"$mnist" "${common[@]}" --epochs 2 --out "$tmp/resumed" > "$tmp/log2" 2>&1
+"$mnist" "${common[@]}" --epochs 3 --out "$tmp/resumed" --resume > "$tmp/log3" 2>&1
+
+n=0
+for f in "$tmp/straight"/*.jsonl; do
+  b=$(basename "$f")
+  [ "$(wc -l < "$f")" -eq 3 ] || { echo "FAIL: $b has $(wc -l < "$f") lines, expected 3"; exit 1; }
+  # seconds and throughput differ run to run; everything else must be identical
+  strip() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    j = json.loads(l); [j.pop(k, None) for k in ("seconds", "samples_per_s", "time", "elapsed_s", "epochs")]; print(json.dumps(j, sort_keys=True))' "$1"; }
+  diff <(strip "$f") <(strip "$tmp/resumed/$b") || { echo "FAIL: resumed run differs from the straight run ($b)"; exit 1; }
+  n=$((n + 1))
+done
+[ $n -eq 2 ] || { echo "FAIL: expected 2 JSON-lines files, found $n"; exit 1; }
+[ -f "$tmp/straight/summary.json" ] || { echo "FAIL: no summary.json"; exit 1; }
+python3 - "$tmp/straight/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+text = json.dumps(s)
+assert "sgdm" in text.lower() and "adabound" in text.lower(), text[:300]
+PY
+grep -qi "accuracy\|acc" "$tmp/straight/summary.md"
+
+set +e
+"$mnist" --epochs -1 --data "$tmp/data" > "$tmp/bad" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] || { echo "FAIL: --epochs -1 exited $rc, expected 2"; cat "$tmp/bad"; exit 1; }
+set +e
+"$mnist" "${common[@]}" --optim "adam:lr=-1" --epochs 1 --out "$tmp/x" > "$tmp/bad" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "lr" "$tmp/bad" || { echo "FAIL: a negative lr was not refused clearly (rc $rc)"; cat "$tmp/bad"; exit 1; }
+echo "mnist end to end: ok"

@@ -1,0 +1,53 @@
+# shellcheck shell=bash
+# Shared by tools/replicate, tools/test and datasets/fetch: install what is missing, configure, build.
+# Source it; it defines functions and TG_ROOT (the repository root) and changes nothing else.
+#
+#   . "$(dirname "$0")/common.sh"
+#   tg_install_build_deps && tg_configure && tg_build tools/mnist
+
+TG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TG_BUILD="${TG_BUILD:-$TG_ROOT/build}"
+
+# What a build needs, as Debian packages.
+TG_BUILD_PACKAGES=(meson ninja-build g++ libeigen3-dev doctest-dev pkg-config nlohmann-json3-dev libcli11-dev zlib1g-dev)
+
+tg_log() { printf '%s\n' "$*" >&2; }
+tg_die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
+
+# True when the Debian package is installed.
+tg_have_package() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+# Installs the packages that are not installed yet (apt-get only when something is missing).
+tg_need_packages() {
+  local missing=() p
+  for p in "$@"; do tg_have_package "$p" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || tg_die "missing packages ${missing[*]} and no apt-get to install them"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || tg_die "missing packages ${missing[*]}: run as root or install them: apt-get install ${missing[*]}"
+    sudo=(sudo)
+  fi
+  tg_log "installing missing packages: ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
+    tg_die "apt-get update failed (needed for: ${missing[*]})"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    tg_die "apt-get install ${missing[*]} failed"
+}
+
+tg_install_build_deps() { tg_need_packages "${TG_BUILD_PACKAGES[@]}"; }
+
+# Configures $TG_BUILD once (ninja re-runs meson by itself when a meson.build changes). Extra arguments go
+# to `meson setup` on the first configure only.
+tg_configure() {
+  if [ -f "$TG_BUILD/build.ninja" ]; then return 0; fi
+  tg_log "configuring $TG_BUILD"
+  meson setup "$TG_BUILD" "$TG_ROOT" "$@" >&2 || tg_die "meson setup $TG_BUILD failed"
+}
+
+# Builds the given ninja targets (everything when none), e.g. tg_build tools/mnist.
+tg_build() {
+  ninja -C "$TG_BUILD" "$@" >&2 || tg_die "build failed: ninja -C $TG_BUILD $*"
+}
