@@ -73,9 +73,15 @@ static Tensor sum_of(const Tensor& a, const Tensor& b) {
   backend::binary(backend::Binary::Add, a, b, out);
   return out;
 }
-// A leaf's .grad() belongs to the user (clipping scales it in place), so it never shares storage.
-static void accumulate_into(std::shared_ptr<TensorImpl>& leaf_grad, const Tensor& g) {
-  leaf_grad = (leaf_grad ? sum_of(Tensor(leaf_grad), g) : g.detach().clone()).impl_ptr();
+// A leaf's .grad() belongs to the user (clipping scales it in place), so it never shares storage:
+// a gradient that something else still holds is copied first.
+static void accumulate_into(std::shared_ptr<TensorImpl>& leaf_grad, Tensor g) {
+  if (leaf_grad) {
+    leaf_grad = sum_of(Tensor(leaf_grad), g).impl_ptr();
+    return;
+  }
+  bool exclusive = g.impl_ptr().use_count() == 1 && g.impl().storage.use_count() == 1;
+  leaf_grad = (exclusive ? g : g.detach().clone()).impl_ptr();
 }
 static void accumulate_into(Tensor& slot, const Tensor& g) { slot = slot.defined() ? sum_of(slot, g) : g; }
 
@@ -132,7 +138,7 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
                  "') was already freed by an earlier backward");
         accumulate_into(in->grad_fn->grad_outputs[in->output_nr], gin[k]);
       } else {
-        accumulate_into(in->grad, gin[k]);
+        accumulate_into(in->grad, std::move(gin[k]));
       }
     }
     // Release what the node saved; the node stays (owned by its outputs) only as a marker.

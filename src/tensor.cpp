@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 #include <iomanip>
+#include <mutex>
+#include <unordered_map>
 #include <ostream>
 #include <sstream>
 
@@ -62,13 +64,63 @@ int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
 
 // ---- storage --------------------------------------------------------------------------------
 
+namespace {
+
+// Freed CPU blocks, kept by size for the next tensor of that size. A training step allocates the same
+// sizes every time, and memory fresh from the OS costs a page fault per 4 KiB page (measured here: a
+// 128x784x256 linear layer ran 6x slower on fresh memory). At most kCacheBytes are kept.
+class BlockCache {
+ public:
+  static BlockCache& instance() {
+    static BlockCache* c = new BlockCache;  // never destroyed: tensors may outlive static destructors
+    return *c;
+  }
+  void* get(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        cached_ -= bytes;
+        return p;
+      }
+    }
+    return std::aligned_alloc(64, bytes);
+  }
+  void put(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + bytes <= kCacheBytes) {
+        free_.emplace(bytes, p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  static constexpr size_t kCacheBytes = size_t{1} << 30;
+  std::mutex mu_;
+  std::unordered_multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+};
+
+// 64-byte aligned (AVX-512); large sizes rounded to whole pages so that near sizes share blocks.
+size_t rounded(size_t nbytes) {
+  size_t align = nbytes >= (size_t{1} << 16) ? 4096 : 64;
+  return (std::max<size_t>(nbytes, 1) + align - 1) / align * align;
+}
+
+}  // namespace
+
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   TG_CHECK(dev == Device::CPU, "allocation on ", dev, ": this build has no CUDA backend");
-  size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;  // 64-byte aligned for AVX-512
-  data = std::aligned_alloc(64, rounded);
+  data = BlockCache::instance().get(rounded(nbytes));
   TG_CHECK(data != nullptr, "out of memory allocating ", nbytes, " bytes");
 }
-Storage::~Storage() { std::free(data); }
+Storage::~Storage() { BlockCache::instance().put(data, rounded(bytes)); }
 
 static std::atomic<uint64_t> next_id{1};
 

@@ -11,6 +11,7 @@
 namespace tg = tapegrad;
 using tg::Shape;
 using tg::Tensor;
+using V = std::vector<double>;
 
 namespace {
 
@@ -219,4 +220,16 @@ TEST_CASE("f32 gradients agree with f64 ones") {
   l32.backward();
   auto g64 = w64.grad().to_vector(), g32 = w32.grad().to_vector();
   for (size_t i = 0; i < g64.size(); ++i) CHECK(g32[i] == doctest::Approx(g64[i]).epsilon(1e-4).scale(1e-3));
+}
+
+TEST_CASE("leaves never share gradient storage") {
+  Tensor a = tg::randn({3}).requires_grad_(), b = tg::randn({3}).requires_grad_();
+  tg::sum(a + b).backward();  // add hands the same gradient tensor to both inputs
+  a.grad().fill_(5.0);        // what a user's in-place clipping does
+  CHECK(b.grad().to_vector() == V{1, 1, 1});
+  Tensor seed = tg::ones({3});
+  Tensor c = tg::randn({3}).requires_grad_();
+  (c * 1.0).backward(seed);
+  seed.fill_(7.0);
+  CHECK(c.grad().to_vector() == V{1, 1, 1});
 }

@@ -4,6 +4,10 @@
 
 #include <omp.h>
 
+// Threads are ours: Eigen runs single-threaded inside the slices that gemm() hands each OpenMP thread.
+// Its packing buffers live on the stack up to this size instead of fresh heap memory on every call.
+#define EIGEN_DONT_PARALLELIZE
+#define EIGEN_STACK_ALLOCATION_LIMIT (4 << 20)
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -360,18 +364,26 @@ namespace {
 template <class T>
 using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+using Stride = Eigen::OuterStride<>;
+
+// C[r0:r1, c0:c1] = alpha op(A)[r0:r1, :] op(B)[:, c0:c1] + beta C[r0:r1, c0:c1] for row-major A, B, C
+// (op = transpose when the flag says the operand is stored transposed).
 template <class T>
-void gemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b, T beta, T* c) {
-  Eigen::Map<const MatR<T>> A(a, ta ? k : m, ta ? m : k);
-  Eigen::Map<const MatR<T>> B(b, tb ? n : k, tb ? k : n);
-  Eigen::Map<MatR<T>> C(c, m, n);
+void gemm_block(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                T alpha, const T* a, const T* b, T beta, T* c) {
+  using Map = Eigen::Map<const MatR<T>, 0, Stride>;
+  Eigen::Map<MatR<T>, 0, Stride> C(c + r0 * n + c0, r1 - r0, c1 - c0, Stride(n));
   if (beta == T(0)) C.setZero();
   else if (beta != T(1)) C *= beta;
+  // op(A) rows r0:r1: stored [m,k] -> rows; stored [k,m] (ta) -> columns of the stored matrix.
+  Map A = ta ? Map(a + r0, k, r1 - r0, Stride(m)) : Map(a + r0 * k, r1 - r0, k, Stride(k));
+  Map B = tb ? Map(b + c0 * k, c1 - c0, k, Stride(k)) : Map(b + c0, k, c1 - c0, Stride(n));
   if (!ta && !tb) C.noalias() += alpha * A * B;
   else if (ta && !tb) C.noalias() += alpha * A.transpose() * B;
   else if (!ta && tb) C.noalias() += alpha * A * B.transpose();
   else C.noalias() += alpha * A.transpose() * B.transpose();
 }
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
@@ -381,16 +393,33 @@ void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64
     const T* pb = ptr<T>(b);
     T* pc = ptr<T>(c);
     T al = static_cast<T>(alpha), be = static_cast<T>(beta);
-    // Many small products: one per thread (Eigen then runs single-threaded inside the region).
-    // Few large ones: one after the other, each multithreaded by Eigen.
-    bool small = m * n * k < 64 * 64 * 64;
-    if (batch > 1 && small && omp_get_max_threads() > 1) {
+    int threads = omp_get_max_threads();
+    if (threads == 1 || batch * m * n * k < 64 * 64 * 64) {
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_block(trans_a, trans_b, m, n, k, 0, m, 0, n, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+    } else if (batch >= threads) {  // one matrix per thread
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < batch; ++i)
-        gemm_one(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+        gemm_block(trans_a, trans_b, m, n, k, 0, m, 0, n, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
     } else {
-      for (int64_t i = 0; i < batch; ++i)
-        gemm_one(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+      // Each thread computes a band of C's rows (or of its columns, whichever dim is larger, so that the
+      // operand every thread packs again is the smaller one).
+      bool by_rows = m >= n;
+      for (int64_t i = 0; i < batch; ++i) {
+        const T* A = pa + i * stride_a;
+        const T* B = pb + i * stride_b;
+        T* C = pc + i * m * n;
+#pragma omp parallel
+        {
+          int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+          int64_t len = by_rows ? m : n, chunk = (len + nt - 1) / nt;
+          int64_t lo = std::min(len, t * chunk), hi = std::min(len, lo + chunk);
+          if (lo < hi) {
+            if (by_rows) gemm_block(trans_a, trans_b, m, n, k, lo, hi, 0, n, al, A, B, be, C);
+            else gemm_block(trans_a, trans_b, m, n, k, 0, m, lo, hi, al, A, B, be, C);
+          }
+        }
+      }
     }
   });
 }
@@ -595,7 +624,6 @@ namespace tapegrad::backend {
 void set_num_threads(int n) {
   TG_CHECK(n >= 1, "set_num_threads: expected at least 1 thread, got ", n);
   omp_set_num_threads(n);
-  Eigen::setNbThreads(n);
 }
 int num_threads() { return omp_get_max_threads(); }
 }  // namespace tapegrad::backend
