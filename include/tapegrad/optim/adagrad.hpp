@@ -1,0 +1,43 @@
+// Adagrad: per-coordinate learning rates from the sum of squared gradients. Paper: Duchi, Hazan and
+// Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic Optimization" (JMLR 2011).
+// Reference implementation: torch.optim.Adagrad, PyTorch 1.13, single-tensor path (foreach=False).
+//
+//   given lr, lr_decay, weight decay lambda, eps; s_0 = initial_accumulator_value
+//   for t = 1, 2, ...:
+//     d_t  = g_t + lambda * p_{t-1}                          (coupled weight decay)
+//     lr_t = lr / (1 + (t - 1) * lr_decay)
+//     s_t  = s_{t-1} + d_t^2
+//     p_t  = p_{t-1} - lr_t * d_t / (sqrt(s_t) + eps)         (eps outside the square root)
+//
+// Defaults lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10; all
+// must be >= 0. State per parameter: "sum".
+#pragma once
+
+#include "tapegrad/optim/optimizer.hpp"
+
+namespace tapegrad::optim {
+
+struct AdagradOptions {
+  double lr_decay = 0;
+  double weight_decay = 0;
+  double initial_accumulator_value = 0;
+  double eps = 1e-10;
+};
+
+class Adagrad : public Optimizer {
+ public:
+  explicit Adagrad(std::vector<Tensor> params, double lr = 1e-2, AdagradOptions options = {});
+  const AdagradOptions& options() const { return options_; }
+
+ protected:
+  void init_state(size_t i, const Tensor& p) override;
+  std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const override;
+  void update(size_t i, Tensor& p, const Tensor& g, int64_t step) override;
+  std::vector<std::pair<std::string, std::string>> hparams() const override;
+
+ private:
+  AdagradOptions options_;
+  std::vector<Tensor> sum_;
+};
+
+}  // namespace tapegrad::optim

@@ -1,0 +1,91 @@
+// Optimizer: the base of every update rule. It owns the parameter list, the learning rate and the
+// per-parameter step counts; each algorithm adds its options, its typed per-parameter state and one
+// update() that calls its fused kernel (src/optim_kernels.hpp).
+//
+// One parameter group: every parameter shares the hyperparameters. State is created at a parameter's
+// first step (as torch does), with the parameter's dtype, and indexed by the parameter's position in
+// params(), which is also its key in state_dict(): "0.step", "0.exp_avg", ..., plus "lr" and
+// "initial_lr". A checkpoint therefore belongs to an optimizer built over the same parameter list in
+// the same order (what Module::parameters() gives).
+//
+// The learning rate is the only hyperparameter that changes during training: schedulers call
+// set_lr() between steps; initial_lr() stays the lr given at construction (AdaBound scales its
+// final_lr by lr() / initial_lr(), as the reference does).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tapegrad/nn/module.hpp"
+#include "tapegrad/tensor.hpp"
+
+namespace tapegrad::optim {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter whose grad() is defined (others are skipped and keep their step
+  // count), under NoGradGuard. Throws before changing anything if a gradient's shape, dtype or device
+  // differs from its parameter's, or a parameter's dtype changed since its state was created.
+  void step();
+  // Drops every parameter's gradient (p.zero_grad()).
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);  // lr >= 0 and finite
+  double initial_lr() const { return initial_lr_; }
+  const std::string& name() const { return name_; }  // "sgd", "adam", "amsgrad", "adaboundw", ...
+  const std::vector<Tensor>& params() const { return params_; }
+  // Steps taken by parameter i (its state's "step"); steps() is the largest over all parameters.
+  int64_t steps(size_t i) const { return steps_.at(i); }
+  int64_t steps() const;
+
+  // The resolved hyperparameters as a spec that optim::make() accepts and that rebuilds this optimizer
+  // with the current lr: "adam:lr=0.001,betas=0.9/0.999,eps=1e-08,weight_decay=0,amsgrad=false".
+  std::string describe() const;
+
+  // "lr", "initial_lr" (F64 scalars) and, for each parameter that has state, "<i>.step" (F64 scalar)
+  // and "<i>.<state name>" (copies, the parameter's dtype and shape).
+  virtual TensorDict state_dict() const;
+  // Restores what state_dict() saved, by copy: afterwards step() continues the saved trajectory bit for
+  // bit. Errors name the optimizer and the key: missing keys, unexpected keys, shape mismatches,
+  // parameter indices out of range. Nothing changes unless the whole dict is valid.
+  virtual void load_state_dict(const TensorDict& dict);
+
+ protected:
+  // params: float leaves, no duplicates. lr: the initial learning rate, checked >= 0.
+  Optimizer(std::string name, std::vector<Tensor> params, double lr);
+
+  // Creates parameter i's state (zeros or the initial accumulator) for parameter p.
+  virtual void init_state(size_t i, const Tensor& p) = 0;
+  // Parameter i's state tensors by name, in a fixed order (empty when the algorithm keeps none, as
+  // SGD without momentum): handles to the live state, so copy_() into them restores it. Called only
+  // once the state exists.
+  virtual std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const = 0;
+  // One update of parameter i with gradient g; step is this parameter's step number, 1-based.
+  virtual void update(size_t i, Tensor& p, const Tensor& g, int64_t step) = 0;
+  // "key=value" pairs after the name in describe(), lr excluded.
+  virtual std::vector<std::pair<std::string, std::string>> hparams() const = 0;
+
+  // Error message prefix and validation helpers for the constructors: throw Error naming the optimizer,
+  // the key, the value and the accepted range.
+  void check_range(const char* key, double value, double lo, bool lo_open, double hi, bool hi_open) const;
+  void check_nonnegative(const char* key, double value) const;
+
+  std::string name_;
+
+ private:
+  std::vector<Tensor> params_;
+  std::vector<int64_t> steps_;  // 0: no state yet
+  double lr_, initial_lr_;
+};
+
+// Formats a double in the shortest form that reads back exactly, as %g would ("0.001", "0.0005", "1e-08").
+std::string format_number(double v);
+
+}  // namespace tapegrad::optim

@@ -1,0 +1,75 @@
+// AdaBound, AMSBound, AdaBoundW (equations in include/tapegrad/optim/adabound.hpp).
+#include "tapegrad/optim/adabound.hpp"
+
+#include <cmath>
+
+#include "../src/optim_kernels.hpp"
+
+namespace tapegrad::optim {
+
+AdaBound::AdaBound(std::vector<Tensor> params, double lr, AdaBoundOptions options)
+    : AdaBound(std::move(params), lr, options, false) {}
+
+AdaBound::AdaBound(std::vector<Tensor> params, double lr, AdaBoundOptions options, bool decoupled)
+    : Optimizer(decoupled ? "adaboundw" : options.amsbound ? "amsbound" : "adabound", std::move(params), lr),
+      options_(options),
+      decoupled_(decoupled),
+      state_(this->params().size()) {
+  TG_CHECK(lr > 0, name_, ": invalid lr = ", format_number(lr),
+           " (accepted: 0 < lr; final_lr is scaled by lr / initial lr)");
+  check_nonnegative("eps", options_.eps);
+  check_range("betas[0]", options_.betas[0], 0.0, false, 1.0, true);
+  check_range("betas[1]", options_.betas[1], 0.0, false, 1.0, true);
+  check_nonnegative("final_lr", options_.final_lr);
+  check_range("gamma", options_.gamma, 0.0, false, 1.0, true);
+  check_nonnegative("weight_decay", options_.weight_decay);
+}
+
+AMSBound::AMSBound(std::vector<Tensor> params, double lr, AdaBoundOptions options)
+    : AdaBound(std::move(params), lr, [&] { options.amsbound = true; return options; }()) {}
+
+AdaBoundW::AdaBoundW(std::vector<Tensor> params, double lr, AdaBoundOptions options)
+    : AdaBound(std::move(params), lr, options, true) {}
+
+void AdaBound::init_state(size_t i, const Tensor& p) {
+  State& s = state_[i];
+  s.exp_avg = zeros_like(p);
+  s.exp_avg_sq = zeros_like(p);
+  if (options_.amsbound) s.max_exp_avg_sq = zeros_like(p);
+}
+
+std::vector<std::pair<std::string, Tensor>> AdaBound::state_tensors(size_t i) const {
+  const State& s = state_[i];
+  std::vector<std::pair<std::string, Tensor>> out{{"exp_avg", s.exp_avg}, {"exp_avg_sq", s.exp_avg_sq}};
+  if (options_.amsbound) out.emplace_back("max_exp_avg_sq", s.max_exp_avg_sq);
+  return out;
+}
+
+void AdaBound::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
+  const double t = static_cast<double>(step);
+  backend::AdaBoundScalars s;
+  s.beta1 = options_.betas[0];
+  s.beta2 = options_.betas[1];
+  s.eps = options_.eps;
+  s.weight_decay = options_.weight_decay;
+  s.decoupled = decoupled_;
+  const double bias_correction1 = 1 - std::pow(s.beta1, t);
+  const double bias_correction2 = 1 - std::pow(s.beta2, t);
+  s.step_size = lr() * std::sqrt(bias_correction2) / bias_correction1;
+  const double final_lr = options_.final_lr * lr() / initial_lr();
+  s.lower_bound = final_lr * (1 - 1 / (options_.gamma * t + 1));
+  s.upper_bound = final_lr * (1 + 1 / (options_.gamma * t));
+  State& st = state_[i];
+  backend::adabound_update(p, g, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, s);
+}
+
+std::vector<std::pair<std::string, std::string>> AdaBound::hparams() const {
+  return {{"betas", format_number(options_.betas[0]) + "/" + format_number(options_.betas[1])},
+          {"final_lr", format_number(options_.final_lr)},
+          {"gamma", format_number(options_.gamma)},
+          {"eps", format_number(options_.eps)},
+          {"weight_decay", format_number(options_.weight_decay)},
+          {"amsbound", options_.amsbound ? "true" : "false"}};
+}
+
+}  // namespace tapegrad::optim

@@ -1,0 +1,207 @@
+// The Optimizer base: parameter checks, the step loop, lr, state_dict round trips.
+#include "tapegrad/optim/optimizer.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include "tapegrad/autograd.hpp"
+
+namespace tapegrad::optim {
+
+std::string format_number(double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);
+  return std::string(buf, res.ptr);
+}
+
+Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr)
+    : name_(std::move(name)), params_(std::move(params)), steps_(params_.size(), 0), lr_(lr), initial_lr_(lr) {
+  check_nonnegative("lr", lr);
+  std::set<uint64_t> seen;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    TG_CHECK(p.defined(), name_, ": parameter ", i, " is an undefined tensor");
+    TG_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_, ": parameter ", i, " ", to_string(p.shape()),
+             " has dtype ", p.dtype(), "; an optimizer updates f32 or f64 tensors");
+    TG_CHECK(p.is_leaf(), name_, ": parameter ", i, " ", to_string(p.shape()),
+             " is not a leaf (it was computed by an op); optimize the leaf tensors the model owns");
+    TG_CHECK(seen.insert(p.id()).second, name_, ": parameter ", i, " ", to_string(p.shape()),
+             " appears twice in the parameter list");
+  }
+}
+
+Optimizer::~Optimizer() = default;
+
+void Optimizer::check_range(const char* key, double value, double lo, bool lo_open, double hi, bool hi_open) const {
+  const bool ok = (lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi);
+  if (ok) return;
+  std::string range = format_number(lo) + (lo_open ? " < " : " <= ") + key;
+  if (std::isfinite(hi)) range += (hi_open ? " < " : " <= ") + format_number(hi);
+  TG_FAIL(name_, ": invalid ", key, " = ", format_number(value), " (accepted: ", range, ")");
+}
+
+void Optimizer::check_nonnegative(const char* key, double value) const {
+  check_range(key, value, 0.0, false, INFINITY, true);
+}
+
+void Optimizer::set_lr(double lr) {
+  TG_CHECK(std::isfinite(lr) && lr >= 0, name_, ".set_lr: invalid lr = ", format_number(lr),
+           " (accepted: finite and >= 0)");
+  lr_ = lr;
+}
+
+int64_t Optimizer::steps() const {
+  int64_t s = 0;
+  for (int64_t k : steps_) s = std::max(s, k);
+  return s;
+}
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  // Check everything first so that a bad gradient leaves all parameters untouched.
+  std::vector<Tensor> grads(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    TG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(), name_,
+             ".step: parameter ", i, " is ", to_string(p.shape()), " ", p.dtype(), " on ", p.device(), " but its gradient is ",
+             to_string(g.shape()), " ", g.dtype(), " on ", g.device());
+    if (steps_[i] > 0) {
+      for (const auto& [key, t] : state_tensors(i))
+        TG_CHECK(t.dtype() == p.dtype() && t.device() == p.device(), name_, ".step: parameter ", i, " is ",
+                 p.dtype(), " on ", p.device(), " but its state '", key, "' is ", t.dtype(), " on ", t.device(),
+                 " (was the model converted after training started? convert it before building the optimizer)");
+    }
+    grads[i] = g;
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    if (steps_[i] == 0) init_state(i, params_[i]);
+    ++steps_[i];
+    update(i, params_[i], grads[i], steps_[i]);
+  }
+}
+
+std::string Optimizer::describe() const {
+  std::string s = name_ + ":lr=" + format_number(lr_);
+  for (const auto& [k, v] : hparams()) s += "," + k + "=" + v;
+  return s;
+}
+
+TensorDict Optimizer::state_dict() const {
+  TensorDict d;
+  d["lr"] = scalar(lr_, DType::F64);
+  d["initial_lr"] = scalar(initial_lr_, DType::F64);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (steps_[i] == 0) continue;
+    const std::string prefix = std::to_string(i) + ".";
+    d[prefix + "step"] = scalar(static_cast<double>(steps_[i]), DType::F64);
+    for (const auto& [key, t] : state_tensors(i)) d[prefix + key] = t.detach().clone();
+  }
+  return d;
+}
+
+namespace {
+
+// "12.exp_avg" -> (12, "exp_avg"); false when the key has no such form.
+bool split_key(const std::string& key, size_t& index, std::string& rest) {
+  const size_t dot = key.find('.');
+  if (dot == 0 || dot == std::string::npos) return false;
+  size_t i = 0;
+  auto res = std::from_chars(key.data(), key.data() + dot, i);
+  if (res.ec != std::errc() || res.ptr != key.data() + dot) return false;
+  index = i;
+  rest = key.substr(dot + 1);
+  return true;
+}
+
+double read_scalar(const std::string& opt, const TensorDict& dict, const std::string& key) {
+  auto it = dict.find(key);
+  TG_CHECK(it != dict.end(), opt, ".load_state_dict: missing key '", key, "'");
+  const Tensor& t = it->second;
+  TG_CHECK(t.defined() && t.numel() == 1, opt, ".load_state_dict: '", key, "' must hold one number, got ",
+           t.defined() ? to_string(t.shape()) : std::string("an undefined tensor"));
+  return t.item();
+}
+
+}  // namespace
+
+void Optimizer::load_state_dict(const TensorDict& dict) {
+  const std::string who = name_ + ".load_state_dict";
+  const double lr = read_scalar(name_, dict, "lr");
+  const double initial_lr = read_scalar(name_, dict, "initial_lr");
+  TG_CHECK(std::isfinite(lr) && lr >= 0 && std::isfinite(initial_lr) && initial_lr >= 0, who,
+           ": lr and initial_lr must be finite and >= 0, got ", lr, " and ", initial_lr);
+
+  // The state names this optimizer keeps (the same for every parameter), from any parameter's
+  // freshly made state when none exists yet.
+  std::vector<std::string> names;
+  if (!params_.empty()) {
+    size_t probe = params_.size();
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (steps_[i] > 0) probe = i;
+    if (probe == params_.size()) {  // no state yet: make parameter 0's, it is dropped again below
+      init_state(0, params_[0]);
+      probe = 0;
+    }
+    for (const auto& kv : state_tensors(probe)) names.push_back(kv.first);
+  }
+
+  std::string joined;
+  for (const auto& n : names) joined += ", " + n;
+
+  // Validate every key before changing anything.
+  std::vector<int64_t> steps(params_.size(), 0);
+  for (const auto& [key, t] : dict) {
+    if (key == "lr" || key == "initial_lr") continue;
+    size_t i = 0;
+    std::string rest;
+    TG_CHECK(split_key(key, i, rest), who, ": unexpected key '", key,
+             "' (expected lr, initial_lr or <param index>.<state>)");
+    TG_CHECK(i < params_.size(), who, ": key '", key, "' names parameter ", i, " but this optimizer has ",
+             params_.size(), " parameters");
+    if (rest == "step") {
+      const double s = read_scalar(name_, dict, key);
+      TG_CHECK(s >= 1 && s == std::floor(s) && s < 9.0e15, who, ": '", key, "' must be a whole number >= 1, got ", s);
+      steps[i] = static_cast<int64_t>(s);
+      continue;
+    }
+    TG_CHECK(std::find(names.begin(), names.end(), rest) != names.end(), who, ": unexpected key '", key,
+             "' (accepted per parameter: step", joined, ")");
+    TG_CHECK(dict.count(std::to_string(i) + ".step"), who, ": key '", key, "' has no matching '", i, ".step'");
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (steps[i] == 0) continue;
+    for (const auto& n : names) {
+      const std::string key = std::to_string(i) + "." + n;
+      auto it = dict.find(key);
+      TG_CHECK(it != dict.end(), who, ": missing key '", key, "' (parameter ", i, " has a step count)");
+      const Tensor& t = it->second;
+      TG_CHECK(t.defined() && t.shape() == params_[i].shape(), who, ": '", key, "' has shape ",
+               t.defined() ? to_string(t.shape()) : std::string("(undefined)"), " but parameter ", i, " is ",
+               to_string(params_[i].shape()));
+      TG_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, who, ": '", key, "' has dtype ", t.dtype(),
+               " (expected f32 or f64)");
+    }
+  }
+
+  // Apply.
+  NoGradGuard no_grad;
+  lr_ = lr;
+  initial_lr_ = initial_lr;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    steps_[i] = steps[i];
+    if (steps[i] == 0) continue;  // state is made afresh at the next step
+    init_state(i, params_[i]);
+    for (auto& [n, t] : state_tensors(i)) t.copy_(dict.at(std::to_string(i) + "." + n));
+  }
+}
+
+}  // namespace tapegrad::optim

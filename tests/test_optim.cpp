@@ -1,0 +1,610 @@
+// Optimizers: trajectories against the references (tests/data/optim_golden.json: PyTorch 1.13 and
+// Luolc/AdaBound), constructor validation, optim::make() specs, schedulers and exact resume.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tapegrad/io.hpp"
+#include "tapegrad/ops.hpp"
+#include "tapegrad/optim.hpp"
+
+using namespace tapegrad;
+using nlohmann::json;
+
+namespace {
+
+const json& golden() {
+  static const json j = [] {
+    const char* dir = std::getenv("TAPEGRAD_TEST_DATA");
+    const std::string path = std::string(dir ? dir : "tests/data") + "/optim_golden.json";
+    std::ifstream f(path);
+    if (!f) throw std::runtime_error("cannot open " + path + " (set TAPEGRAD_TEST_DATA)");
+    return json::parse(f);
+  }();
+  return j;
+}
+
+void flatten(const json& j, std::vector<double>& out) {
+  if (j.is_array()) {
+    for (const auto& x : j) flatten(x, out);
+  } else {
+    out.push_back(j.get<double>());
+  }
+}
+
+std::vector<double> flat(const json& j) {
+  std::vector<double> v;
+  flatten(j, v);
+  return v;
+}
+
+// A leaf parameter of dtype d holding the values of j (rounded once to d), requiring grad.
+Tensor param_from(const json& j, const Shape& s, DType d) {
+  Tensor t = from_vector(flat(j), s).to(d);
+  t.requires_grad_(true);
+  return t;
+}
+
+// The spec string of a golden case's config ("adam:lr=0.01,betas=0.99/0.999").
+std::string spec_of(const json& config) {
+  std::string s = config.at("optimizer").get<std::string>();
+  char sep = ':';
+  for (const auto& [key, v] : config.at("hparams").items()) {
+    std::string value;
+    if (v.is_boolean()) value = v.get<bool>() ? "true" : "false";
+    else if (v.is_array()) value = optim::format_number(v[0].get<double>()) + "/" + optim::format_number(v[1].get<double>());
+    else value = optim::format_number(v.get<double>());
+    s += sep + key + "=" + value;
+    sep = ',';
+  }
+  return s;
+}
+
+bool close(double x, double ref, double atol, double rtol) { return std::abs(x - ref) <= atol + rtol * std::abs(ref); }
+
+// Runs one golden case; returns "" when every value is within the README's tolerances, else the first
+// mismatch.
+std::string run_case(const json& c) {
+  const json& problem = golden().at("problems").at(c.at("problem").get<std::string>());
+  const std::string kind = problem.at("kind");
+  const DType dtype = c.at("dtype") == "f64" ? DType::F64 : DType::F32;
+  const double atol = dtype == DType::F64 ? 1e-12 : 1e-6, rtol = dtype == DType::F64 ? 1e-10 : 1e-4;
+  const double loss_rtol = dtype == DType::F64 ? 1e-12 : 1e-5;
+  const json& config = c.at("config");
+  std::map<int64_t, double> schedule;
+  if (config.contains("lr_schedule"))
+    for (const auto& e : config.at("lr_schedule")) schedule[e[0].get<int64_t>()] = e[1].get<double>();
+  const int64_t steps = problem.at("steps");
+  std::ostringstream err;
+
+  if (kind == "scripted" || kind == "quadratic") {
+    const int64_t dim = problem.at("dim");
+    Tensor p = param_from(problem.at("p0"), {dim}, dtype);
+    auto opt = optim::make(spec_of(config), {p});
+    const std::vector<double> a = kind == "quadratic" ? flat(problem.at("a")) : std::vector<double>{};
+    const std::vector<double> cc = kind == "quadratic" ? flat(problem.at("c")) : std::vector<double>{};
+    for (int64_t t = 1; t <= steps; ++t) {
+      if (kind == "scripted") {
+        p.set_grad(from_vector(flat(problem.at("grads")[t - 1]), {dim}).to(dtype));
+      } else {  // g = a * (p - c), in the case's dtype
+        Tensor g = zeros({dim}, dtype);
+        if (dtype == DType::F64) {
+          for (int64_t i = 0; i < dim; ++i) g.data<double>()[i] = a[i] * (p.data<double>()[i] - cc[i]);
+        } else {
+          for (int64_t i = 0; i < dim; ++i)
+            g.data<float>()[i] = float(a[i]) * (p.data<float>()[i] - float(cc[i]));
+        }
+        p.set_grad(g);
+      }
+      if (schedule.count(t)) opt->set_lr(schedule[t]);
+      opt->step();
+      const std::vector<double> ref = flat(c.at("params")[t - 1]), got = p.to_vector<double>();
+      for (int64_t i = 0; i < dim; ++i)
+        if (!close(got[i], ref[i], atol, rtol)) {
+          err.precision(17);
+          err << "step " << t << " p[" << i << "] = " << got[i] << ", reference " << ref[i];
+          return err.str();
+        }
+    }
+    return "";
+  }
+
+  // mlp: loss before each step, then backward and step; final parameters at the end.
+  const std::vector<double> X = flat(problem.at("X"));
+  const int64_t n = problem.at("X").size(), in = problem.at("X")[0].size();
+  const int64_t hidden = problem.at("W1").size(), out = problem.at("W2").size();
+  Tensor x = from_vector(X, {n, in}).to(dtype);
+  std::vector<int64_t> labels;
+  for (const auto& y : problem.at("y")) labels.push_back(y.get<int64_t>());
+  Tensor y = from_vector(labels, {n});
+  Tensor W1 = param_from(problem.at("W1"), {hidden, in}, dtype), b1 = param_from(problem.at("b1"), {hidden}, dtype);
+  Tensor W2 = param_from(problem.at("W2"), {out, hidden}, dtype), b2 = param_from(problem.at("b2"), {out}, dtype);
+  auto opt = optim::make(spec_of(config), {W1, b1, W2, b2});
+  const std::vector<double> ref_loss = flat(c.at("loss"));
+  for (int64_t t = 1; t <= steps; ++t) {
+    Tensor loss = cross_entropy(linear(tanh(linear(x, W1, b1)), W2, b2), y);
+    const double l = loss.item();
+    if (!close(l, ref_loss[t - 1], 0.0, loss_rtol)) {
+      err.precision(17);
+      err << "loss before step " << t << " = " << l << ", reference " << ref_loss[t - 1];
+      return err.str();
+    }
+    opt->zero_grad();
+    loss.backward();
+    if (schedule.count(t)) opt->set_lr(schedule[t]);
+    opt->step();
+  }
+  const char* names[] = {"W1", "b1", "W2", "b2"};
+  const Tensor params[] = {W1, b1, W2, b2};
+  for (int k = 0; k < 4; ++k) {
+    const std::vector<double> ref = flat(c.at("final_params")[k]), got = params[k].to_vector<double>();
+    if (ref.size() != got.size()) return std::string("final ") + names[k] + " has the wrong size";
+    for (size_t i = 0; i < ref.size(); ++i)
+      if (!close(got[i], ref[i], atol, rtol)) {
+        err.precision(17);
+        err << "final " << names[k] << "[" << i << "] = " << got[i] << ", reference " << ref[i];
+        return err.str();
+      }
+  }
+  return "";
+}
+
+void run_golden(const std::string& problem) {
+  int ran = 0;
+  for (const auto& c : golden().at("cases")) {
+    if (c.at("problem") != problem) continue;
+    const std::string label = problem + "/" + c.at("dtype").get<std::string>() + "/" +
+                              c.at("config").at("name").get<std::string>() + " (" + spec_of(c.at("config")) + ")";
+    std::string err;
+    try {
+      err = run_case(c);
+    } catch (const std::exception& e) {
+      err = std::string("threw: ") + e.what();
+    }
+    CHECK_MESSAGE(err.empty(), label, ": ", err);
+    ++ran;
+  }
+  CHECK(ran >= 20);
+}
+
+}  // namespace
+
+TEST_CASE("golden trajectories: scripted gradients") { run_golden("scripted"); }
+TEST_CASE("golden trajectories: quadratic") { run_golden("quadratic"); }
+TEST_CASE("golden trajectories: mlp (linear, tanh, cross_entropy)") { run_golden("mlp"); }
+
+// AdamW and AdaBoundW are not in the golden file. References: torch.optim.AdamW 1.13 (foreach=False)
+// and a transcription of Luolc/AdaBound's AdaBoundW, on the golden scripted problem for 100 steps,
+// lr set to 0.001 before step 40 where marked.
+TEST_CASE("decoupled weight decay: AdamW (torch 1.13) and AdaBoundW (Luolc/AdaBound)") {
+  struct Ref {
+    const char* spec;
+    bool schedule;
+    std::vector<double> f64, f32;
+  };
+  const std::vector<Ref> refs = {
+      {"adamw:lr=0.01,weight_decay=0.1", false,
+       {-0.96475882905467336, -0.66955080168352032, -0.51393665287027457, -0.27345551422282915, 0.32669697749536197,
+        0.43355168475260281, 0.54112940384577801, 0.9532812423327538},
+       {-0.96476024389266968, -0.6695517897605896, -0.51393735408782959, -0.27345561981201172, 0.32669720053672791,
+        0.43355220556259155, 0.54113030433654785, 0.95328289270401001}},
+      {"adamw:lr=0.01,amsgrad=true", true,
+       {-1.001230404431682, -0.73749105674850324, -0.49086813435891058, -0.12288405999459462, 0.2028843693246305,
+        0.46658224887803129, 0.64563202818674981, 0.98914733148219125},
+       {-1.0012302398681641, -0.73748940229415894, -0.49086764454841614, -0.1228838637471199, 0.20288418233394623,
+        0.46658146381378174, 0.64563047885894775, 0.98914718627929688}},
+      {"adaboundw:lr=0.01,final_lr=0.1,gamma=0.01,weight_decay=0.01", true,
+       {-0.36605643445392938, -0.26541529378967282, -0.24398198292178144, -1.4328976409413337, 0.13212506236174848,
+        0.17457155650019598, 0.11827549978304926, 0.36540939561061919},
+       {-0.36605653166770935, -0.26541540026664734, -0.2439819723367691, -1.4328957796096802, 0.13212506473064423,
+        0.17457157373428345, 0.11827550828456879, 0.36540943384170532}},
+      {"adaboundw:lr=0.01,final_lr=0.05,gamma=0.1,weight_decay=0.001,amsbound=true", false,
+       {-0.90482851889308558, -0.6476374070366403, -0.97262085824821287, -68.127672119414882, 0.83974243624805467,
+        0.44765539635802365, -0.24504221529082229, 0.90511582622541087},
+       {-0.90482842922210693, -0.64763724803924561, -0.97262096405029297, -68.127670288085938, 0.83974236249923706,
+        0.44765543937683105, -0.24504193663597107, 0.90511602163314819}},
+  };
+  const json& sc = golden().at("problems").at("scripted");
+  for (const Ref& r : refs) {
+    for (DType d : {DType::F64, DType::F32}) {
+      Tensor p = param_from(sc.at("p0"), {8}, d);
+      auto opt = optim::make(r.spec, {p});
+      for (int t = 1; t <= 100; ++t) {
+        p.set_grad(from_vector(flat(sc.at("grads")[t - 1]), {8}).to(d));
+        if (r.schedule && t == 40) opt->set_lr(0.001);
+        opt->step();
+      }
+      const auto got = p.to_vector<double>();
+      const auto& ref = d == DType::F64 ? r.f64 : r.f32;
+      const double atol = d == DType::F64 ? 1e-12 : 1e-6, rtol = d == DType::F64 ? 1e-10 : 1e-4;
+      for (int i = 0; i < 8; ++i)
+        CHECK_MESSAGE(close(got[i], ref[i], atol, rtol), r.spec, " ", name(d), " p[", i, "] = ", got[i],
+                      ", reference ", ref[i]);
+    }
+  }
+}
+
+namespace {
+
+// The Error message of f(), or "" when it does not throw.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+std::vector<Tensor> some_params(DType d = DType::F32) {
+  Generator gen(7);
+  Tensor w = randn({4, 3}, gen, d), b = randn({3}, gen, d);
+  w.requires_grad_(true);
+  b.requires_grad_(true);
+  return {w, b};
+}
+
+}  // namespace
+
+TEST_CASE("constructors reject invalid hyperparameters, naming optimizer, key and range") {
+  auto ps = some_params();
+  struct Bad {
+    std::function<void()> build;
+    const char* optimizer;
+    const char* key;
+  };
+  const std::vector<Bad> bad = {
+      {[&] { optim::SGD(ps, -0.1); }, "sgd", "lr"},
+      {[&] { optim::SGD(ps, 0.1, {.momentum = -0.9}); }, "sgd", "momentum"},
+      {[&] { optim::SGD(ps, 0.1, {.dampening = -1}); }, "sgd", "dampening"},
+      {[&] { optim::SGD(ps, 0.1, {.weight_decay = -1e-4}); }, "sgd", "weight_decay"},
+      {[&] { optim::SGD(ps, 0.1, {.nesterov = true}); }, "sgd", "nesterov"},
+      {[&] { optim::SGD(ps, 0.1, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}); }, "sgd", "dampening"},
+      {[&] { optim::SGD(ps, NAN); }, "sgd", "lr"},
+      {[&] { optim::Adagrad(ps, -1); }, "adagrad", "lr"},
+      {[&] { optim::Adagrad(ps, 0.1, {.lr_decay = -1}); }, "adagrad", "lr_decay"},
+      {[&] { optim::Adagrad(ps, 0.1, {.initial_accumulator_value = -1}); }, "adagrad", "initial_accumulator_value"},
+      {[&] { optim::Adagrad(ps, 0.1, {.eps = -1}); }, "adagrad", "eps"},
+      {[&] { optim::Adam(ps, -1e-3); }, "adam", "lr"},
+      {[&] { optim::Adam(ps, 1e-3, {.betas = {1.0, 0.999}}); }, "adam", "betas[0]"},
+      {[&] { optim::Adam(ps, 1e-3, {.betas = {0.9, -0.1}}); }, "adam", "betas[1]"},
+      {[&] { optim::Adam(ps, 1e-3, {.eps = -1e-8}); }, "adam", "eps"},
+      {[&] { optim::AMSGrad(ps, 1e-3, {.weight_decay = -1}); }, "amsgrad", "weight_decay"},
+      {[&] { optim::AdamW(ps, 1e-3, {.weight_decay = -1}); }, "adamw", "weight_decay"},
+      {[&] { optim::AdaBound(ps, -1e-3); }, "adabound", "lr"},
+      {[&] { optim::AdaBound(ps, 0.0); }, "adabound", "lr"},
+      {[&] { optim::AdaBound(ps, 1e-3, {.final_lr = -0.1}); }, "adabound", "final_lr"},
+      {[&] { optim::AdaBound(ps, 1e-3, {.gamma = 1.0}); }, "adabound", "gamma"},
+      {[&] { optim::AMSBound(ps, 1e-3, {.gamma = -1e-3}); }, "amsbound", "gamma"},
+      {[&] { optim::AMSBound(ps, 1e-3, {.betas = {0.9, 1.5}}); }, "amsbound", "betas[1]"},
+      {[&] { optim::AdaBoundW(ps, 1e-3, {.eps = -1}); }, "adaboundw", "eps"},
+      {[&] { optim::AdaBoundW(ps, 1e-3, {.weight_decay = -1}); }, "adaboundw", "weight_decay"},
+  };
+  for (const Bad& b : bad) {
+    const std::string msg = error_of(b.build);
+    CHECK_MESSAGE(contains(msg, b.optimizer), b.optimizer, " ", b.key, ": '", msg, "'");
+    CHECK_MESSAGE(contains(msg, b.key), b.optimizer, " ", b.key, ": '", msg, "'");
+    CHECK_MESSAGE((contains(msg, "accepted") || contains(msg, "requires")), b.optimizer, " ", b.key, ": '", msg, "'");
+  }
+  // Boundary values the references accept.
+  CHECK_NOTHROW(optim::Adam(ps, 0.0, {.betas = {0.0, 0.0}, .eps = 0.0}));
+  CHECK_NOTHROW(optim::AdaBound(ps, 1e-3, {.final_lr = 0.0, .gamma = 0.0}));
+  CHECK_NOTHROW(optim::SGD(ps, 0.1, {.momentum = 0.9, .nesterov = true}));
+  CHECK(contains(error_of([&] { optim::SGD(ps, -1); }), "accepted: 0 <= lr"));
+
+  // Parameter lists.
+  Tensor idx = zeros({3}, DType::I64);
+  CHECK(contains(error_of([&] { optim::Adam({idx}); }), "dtype"));
+  CHECK(contains(error_of([&] { optim::Adam({ps[0], ps[0]}); }), "twice"));
+  Tensor nonleaf = mul(ps[0], 2.0);
+  CHECK(contains(error_of([&] { optim::Adam({nonleaf}); }), "leaf"));
+  optim::Adam adam(ps);
+  CHECK(contains(error_of([&] { adam.set_lr(-1); }), "set_lr"));
+}
+
+TEST_CASE("make: names, keys, defaults, describe round trip") {
+  auto ps = some_params();
+  struct Good {
+    const char* spec;
+    const char* name;
+    const char* described;
+  };
+  const std::vector<Good> good = {
+      {"sgd:lr=0.1", "sgd", "sgd:lr=0.1,momentum=0,dampening=0,nesterov=false,weight_decay=0"},
+      {"sgdm:lr=0.1", "sgd", "sgd:lr=0.1,momentum=0.9,dampening=0,nesterov=false,weight_decay=0"},
+      {" sgdm : lr = 0.05 , nesterov = true , weight_decay=5e-4", "sgd",
+       "sgd:lr=0.05,momentum=0.9,dampening=0,nesterov=true,weight_decay=0.0005"},
+      {"adagrad", "adagrad", "adagrad:lr=0.01,lr_decay=0,weight_decay=0,initial_accumulator_value=0,eps=1e-10"},
+      {"adam", "adam", "adam:lr=0.001,betas=0.9/0.999,eps=1e-08,weight_decay=0,amsgrad=false"},
+      {"adam:betas=0.99/0.999,amsgrad=true", "amsgrad",
+       "amsgrad:lr=0.001,betas=0.99/0.999,eps=1e-08,weight_decay=0,amsgrad=true"},
+      {"amsgrad:lr=1e-2", "amsgrad", "amsgrad:lr=0.01,betas=0.9/0.999,eps=1e-08,weight_decay=0,amsgrad=true"},
+      {"adamw", "adamw", "adamw:lr=0.001,betas=0.9/0.999,eps=1e-08,weight_decay=0.01,amsgrad=false"},
+      {"adabound:lr=1e-3,final_lr=0.1,gamma=1e-3", "adabound",
+       "adabound:lr=0.001,betas=0.9/0.999,final_lr=0.1,gamma=0.001,eps=1e-08,weight_decay=0,amsbound=false"},
+      {"amsbound", "amsbound",
+       "amsbound:lr=0.001,betas=0.9/0.999,final_lr=0.1,gamma=0.001,eps=1e-08,weight_decay=0,amsbound=true"},
+      {"adaboundw:weight_decay=5e-4", "adaboundw",
+       "adaboundw:lr=0.001,betas=0.9/0.999,final_lr=0.1,gamma=0.001,eps=1e-08,weight_decay=0.0005,amsbound=false"},
+  };
+  for (const Good& g : good) {
+    auto opt = optim::make(g.spec, ps);
+    CHECK_MESSAGE(opt->name() == g.name, g.spec);
+    CHECK_MESSAGE(opt->describe() == g.described, g.spec);
+    // describe() is itself a spec that rebuilds the same optimizer.
+    CHECK_MESSAGE(optim::make(opt->describe(), ps)->describe() == opt->describe(), g.spec);
+  }
+  CHECK(optim::optimizer_names().size() == 9);
+
+  struct Bad {
+    const char* spec;
+    std::vector<const char*> parts;  // the message contains all of them
+  };
+  const std::vector<Bad> bad = {
+      {"adamax:lr=1", {"unknown optimizer 'adamax'", "sgd, sgdm, adagrad, adam, amsgrad, adamw, adabound"}},
+      {"", {"unknown optimizer ''"}},
+      {"adam:momentum=0.9", {"'adam' does not take the key 'momentum'", "accepted keys: lr, betas, eps"}},
+      {"sgd:lr=0.1,final_lr=0.1", {"does not take the key 'final_lr'", "nesterov"}},
+      {"adam:lr=abc", {"malformed value 'abc'", "'lr'", "expected a finite decimal number"}},
+      {"adam:lr=1e-3x", {"malformed value '1e-3x'"}},
+      {"adam:lr=", {"malformed value ''"}},
+      {"adam:lr=inf", {"malformed value 'inf'"}},
+      {"adam:lr=1e-3,lr=1e-2", {"key 'lr' given twice"}},
+      {"adam:betas=0.9", {"malformed value '0.9'", "BETA1/BETA2"}},
+      {"adam:betas=0.9/0.99/0.999", {"BETA1/BETA2"}},
+      {"adam:amsgrad=1", {"malformed value '1'", "true or false"}},
+      {"adam:lr", {"malformed item 'lr'", "KEY=VALUE"}},
+      {"adam:lr=1e-3,,eps=1e-8", {"malformed item ''"}},
+      {"sgd", {"sgd needs lr"}},
+      {"sgdm:momentum=0.5", {"sgdm needs lr"}},
+      {"adam:lr=-1", {"adam: invalid lr = -1", "accepted"}},
+      {"adabound:gamma=1", {"adabound: invalid gamma = 1", "gamma < 1"}},
+      {"sgd:lr=0.1,nesterov=true", {"nesterov = true requires momentum > 0"}},
+  };
+  for (const Bad& b : bad) {
+    const std::string msg = error_of([&] { optim::make(b.spec, ps); });
+    CHECK_MESSAGE(!msg.empty(), "'", b.spec, "' was accepted");
+    for (const char* part : b.parts) CHECK_MESSAGE(contains(msg, part), "'", b.spec, "' -> '", msg, "'");
+  }
+}
+
+TEST_CASE("schedulers give torch's lrs (chainable form)") {
+  auto ps = some_params();
+  // torch 1.13: SGD(lr=0.1) + StepLR(step_size=3, gamma=0.1); the lr of epochs 0..11.
+  const std::vector<double> step_ref = {0.10000000000000001,    0.10000000000000001,    0.10000000000000001,
+                                        0.010000000000000002,   0.010000000000000002,   0.010000000000000002,
+                                        0.0010000000000000002,  0.0010000000000000002,  0.0010000000000000002,
+                                        0.00010000000000000003, 0.00010000000000000003, 0.00010000000000000003};
+  optim::SGD sgd(ps, 0.1);
+  optim::StepLR step_lr(sgd, 3, 0.1);
+  for (int e = 0; e < 12; ++e) {
+    CHECK_MESSAGE(sgd.lr() == step_ref[e], "StepLR epoch ", e, ": ", sgd.lr());
+    CHECK(step_lr.last_epoch() == e);
+    step_lr.step();
+  }
+  // torch 1.13: SGD(lr=0.3) + MultiStepLR(milestones=[2, 5, 5, 9], gamma=0.5).
+  const std::vector<double> multi_ref = {0.29999999999999999,  0.29999999999999999,  0.14999999999999999,
+                                         0.14999999999999999,  0.14999999999999999,  0.037499999999999999,
+                                         0.037499999999999999, 0.037499999999999999, 0.037499999999999999,
+                                         0.018749999999999999, 0.018749999999999999, 0.018749999999999999};
+  optim::SGD sgd2(ps, 0.3);
+  optim::MultiStepLR multi(sgd2, {2, 5, 5, 9}, 0.5);
+  for (int e = 0; e < 12; ++e) {
+    CHECK_MESSAGE(sgd2.lr() == multi_ref[e], "MultiStepLR epoch ", e, ": ", sgd2.lr());
+    multi.step();
+  }
+  CHECK(sgd2.initial_lr() == 0.3);
+  CHECK(contains(error_of([&] { optim::StepLR(sgd, 0); }), "step_size"));
+  CHECK(contains(error_of([&] { optim::MultiStepLR(sgd, {3, -1}); }), "milestone"));
+}
+
+namespace {
+
+// Gradients of a fixed quadratic for the two tensors of some_params(), as functions of the current
+// values and the step; parameter 1 gets no gradient on steps 2 and 9 (its step count then lags).
+void set_grads(std::vector<Tensor>& ps, int t) {
+  for (size_t k = 0; k < ps.size(); ++k) {
+    if (k == 1 && (t == 2 || t == 9)) {
+      ps[k].zero_grad();
+      continue;
+    }
+    Tensor g = zeros_like(ps[k]);
+    const auto v = ps[k].to_vector<double>();
+    std::vector<double> gv(v.size());
+    for (size_t i = 0; i < v.size(); ++i) gv[i] = (1.0 + 0.5 * double(i)) * (v[i] - 0.1 * double(t % 5)) + 0.01 * double(i);
+    ps[k].set_grad(from_vector(gv, ps[k].shape()).to(ps[k].dtype()));
+  }
+}
+
+std::vector<Tensor> fresh_copy(const std::vector<Tensor>& ps) {
+  std::vector<Tensor> out;
+  for (const Tensor& p : ps) {
+    Tensor c = p.detach().clone();
+    c.requires_grad_(true);
+    out.push_back(c);
+  }
+  return out;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() && a.to_vector<double>() == b.to_vector<double>();
+}
+
+}  // namespace
+
+TEST_CASE("state_dict / load_state_dict resume the same trajectory bit for bit") {
+  const char* specs[] = {"sgd:lr=0.05",
+                         "sgdm:lr=0.05,nesterov=true,weight_decay=0.01",
+                         "sgdm:lr=0.05,dampening=0.3",
+                         "adagrad:lr=0.1,lr_decay=0.01,initial_accumulator_value=0.1,weight_decay=0.001",
+                         "adam:lr=0.01,weight_decay=0.001",
+                         "amsgrad:lr=0.01",
+                         "adamw:lr=0.01",
+                         "adabound:lr=0.01,final_lr=0.1,gamma=0.01,weight_decay=5e-4",
+                         "amsbound:lr=0.01,final_lr=0.05,gamma=0.1",
+                         "adaboundw:lr=0.01,weight_decay=1e-3,amsbound=true"};
+  const int total = 14, split = 7;
+  for (DType d : {DType::F64, DType::F32}) {
+    for (const char* spec : specs) {
+      CAPTURE(spec);
+      CAPTURE(name(d));
+      // Straight through, with the lr halved before step 5 (what a scheduler does).
+      auto straight = some_params(d);
+      auto opt = optim::make(spec, straight);
+      for (int t = 1; t <= total; ++t) {
+        if (t == 5) opt->set_lr(opt->lr() * 0.5);
+        set_grads(straight, t);
+        opt->step();
+      }
+      // The same in two halves: state_dict after `split` steps, a new optimizer over copies, load, go on.
+      auto first = some_params(d);
+      auto opt1 = optim::make(spec, first);
+      for (int t = 1; t <= split; ++t) {
+        if (t == 5) opt1->set_lr(opt1->lr() * 0.5);
+        set_grads(first, t);
+        opt1->step();
+      }
+      const TensorDict saved = opt1->state_dict();
+      CHECK(saved.at("0.step").item() == split);
+      CHECK(saved.at("1.step").item() == split - 1);  // no gradient at step 2
+      auto second = fresh_copy(first);
+      auto opt2 = optim::make(spec, second);
+      opt2->load_state_dict(saved);
+      CHECK(opt2->lr() == opt1->lr());
+      CHECK(opt2->steps(1) == split - 1);
+      for (int t = split + 1; t <= total; ++t) {
+        set_grads(first, t);  // keeps the first run going too: the loaded dict must be a copy
+        opt1->step();
+        set_grads(second, t);
+        opt2->step();
+      }
+      for (size_t k = 0; k < straight.size(); ++k) {
+        CHECK_MESSAGE(bitwise_equal(second[k], straight[k]), "resumed parameter ", k, " differs");
+        CHECK_MESSAGE(bitwise_equal(first[k], straight[k]), "continued parameter ", k, " differs");
+      }
+      const TensorDict a = opt->state_dict(), b = opt2->state_dict();
+      CHECK(a.size() == b.size());
+      for (const auto& [key, t] : a) {
+        REQUIRE_MESSAGE(b.count(key), key);
+        CHECK_MESSAGE(bitwise_equal(t, b.at(key)), "state ", key, " differs");
+      }
+    }
+  }
+}
+
+TEST_CASE("resume through a safetensors checkpoint file") {
+  auto ps = some_params(DType::F32);
+  optim::AdaBound opt(ps, 0.01, {.amsbound = true});
+  for (int t = 1; t <= 3; ++t) {
+    set_grads(ps, t);
+    opt.step();
+  }
+  opt.set_lr(0.002);
+  const std::string path = "test_optim_state.safetensors";
+  save_safetensors(path, opt.state_dict());
+  const TensorDict loaded = load_safetensors(path);
+  std::remove(path.c_str());
+  auto copy = fresh_copy(ps);
+  optim::AdaBound opt2(copy, 0.01, {.amsbound = true});
+  opt2.load_state_dict(loaded);
+  CHECK(opt2.lr() == 0.002);
+  CHECK(opt2.initial_lr() == 0.01);
+  for (int t = 4; t <= 6; ++t) {
+    set_grads(ps, t);
+    opt.step();
+    set_grads(copy, t);
+    opt2.step();
+  }
+  for (size_t k = 0; k < ps.size(); ++k) CHECK(bitwise_equal(ps[k], copy[k]));
+}
+
+TEST_CASE("load_state_dict and step reject bad input with clear errors, changing nothing") {
+  auto ps = some_params();
+  optim::Adam opt(ps, 0.01, {.amsgrad = true});
+  set_grads(ps, 1);
+  opt.step();
+  const TensorDict good = opt.state_dict();
+  CHECK(good.size() == 2 + 2 * 4);  // lr, initial_lr; per parameter step, exp_avg, exp_avg_sq, max_exp_avg_sq
+
+  auto without = [&](const std::string& key) {
+    TensorDict d = good;
+    d.erase(key);
+    return d;
+  };
+  TensorDict wrong_shape = good;
+  wrong_shape["0.exp_avg"] = zeros({3, 4});
+  TensorDict extra = good;
+  extra["0.momentum_buffer"] = zeros({4, 3});
+  TensorDict out_of_range = good;
+  out_of_range["5.step"] = scalar(1.0, DType::F64);
+  TensorDict bad_step = good;
+  bad_step["0.step"] = scalar(1.5, DType::F64);
+
+  optim::Adam other(fresh_copy(ps), 0.01, {.amsgrad = true});
+  CHECK(contains(error_of([&] { other.load_state_dict(without("lr")); }), "missing key 'lr'"));
+  CHECK(contains(error_of([&] { other.load_state_dict(without("1.max_exp_avg_sq")); }),
+                 "missing key '1.max_exp_avg_sq'"));
+  const std::string shape_msg = error_of([&] { other.load_state_dict(wrong_shape); });
+  CHECK(contains(shape_msg, "'0.exp_avg' has shape [3, 4] but parameter 0 is [4, 3]"));
+  CHECK(contains(error_of([&] { other.load_state_dict(extra); }), "unexpected key '0.momentum_buffer'"));
+  CHECK(contains(error_of([&] { other.load_state_dict(out_of_range); }), "has 2 parameters"));
+  CHECK(contains(error_of([&] { other.load_state_dict(bad_step); }), "whole number"));
+  CHECK(contains(error_of([&] { optim::Adam(fresh_copy(ps)).load_state_dict(good); }),
+                 "unexpected key '0.max_exp_avg_sq'"));  // Adam without amsgrad keeps no maximum
+  CHECK(other.steps() == 0);  // nothing was loaded
+  CHECK(other.lr() == 0.01);
+
+  // Parameters without a gradient are skipped (set_grad already refuses a gradient of another shape;
+  // step() checks again because .grad() can be replaced by other code paths).
+  const auto before0 = ps[0].to_vector<double>();
+  ps[0].zero_grad();
+  ps[1].set_grad(ones({3}));
+  opt.step();
+  CHECK(ps[0].to_vector<double>() == before0);
+  CHECK(opt.steps(0) == 1);
+  CHECK(opt.steps(1) == 2);
+  opt.zero_grad();
+  CHECK(!ps[0].grad().defined());
+  CHECK(!ps[1].grad().defined());
+}
+
+TEST_CASE("large tensors take the parallel path and agree with the serial one") {
+  // 100k elements (above the 32k threshold) vs the same values stepped as 1k-element slices.
+  Generator gen(3);
+  Tensor big = randn({100000}, gen);
+  big.requires_grad_(true);
+  Tensor g = randn({100000}, gen);
+  std::vector<Tensor> pieces;
+  for (int k = 0; k < 100; ++k) {
+    Tensor piece = big.detach().slice(0, k * 1000, (k + 1) * 1000).clone();
+    piece.requires_grad_(true);
+    pieces.push_back(piece);
+  }
+  for (const char* spec : {"sgdm:lr=0.1", "adagrad", "adam", "amsgrad", "adamw", "adabound", "amsbound", "adaboundw"}) {
+    CAPTURE(spec);
+    Tensor a = big.detach().clone();
+    a.requires_grad_(true);
+    auto pa = fresh_copy(pieces);
+    auto opt_a = optim::make(spec, {a});
+    auto opt_b = optim::make(spec, pa);
+    for (int t = 0; t < 3; ++t) {
+      a.set_grad(g);
+      for (int k = 0; k < 100; ++k) pa[k].set_grad(g.slice(0, k * 1000, (k + 1) * 1000));
+      opt_a->step();
+      opt_b->step();
+    }
+    Tensor joined = concat(pa, 0);
+    CHECK(bitwise_equal(a.detach(), joined.detach()));
+  }
+}
