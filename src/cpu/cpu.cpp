@@ -15,29 +15,11 @@
 #include <limits>
 
 #include "../internal.hpp"
+#include "parallel.hpp"
 
 namespace tapegrad::cpu {
 
 namespace {
-
-// Below this many elements a loop runs on one thread: starting a parallel region costs more.
-constexpr int64_t kGrain = 32768;
-
-// Runs f(begin, end) over [0, n) split across the OpenMP threads (static, contiguous chunks).
-template <class F>
-void parallel_for(int64_t n, F&& f, int64_t grain = kGrain) {
-  if (n < grain || omp_get_max_threads() == 1) {
-    f(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t chunk = (n + nt - 1) / nt;
-    int64_t b = std::min(n, t * chunk), e = std::min(n, b + chunk);
-    if (b < e) f(b, e);
-  }
-}
 
 template <class T>
 T* ptr(Tensor& t) { return static_cast<T*>(t.raw_data()); }

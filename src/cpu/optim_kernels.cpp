@@ -2,7 +2,7 @@
 //
 // Each update is one plain loop over [begin, end) that the compiler vectorises (`omp simd`, restrict
 // pointers, no calls but sqrt/min/max, every scalar hoisted and rounded to T once). Above
-// kParallelMin elements the range is cut into one contiguous block per OpenMP thread; below it the
+// kGrain elements the range is cut into one contiguous block per OpenMP thread; below it the
 // fork/join would cost more than the loop. Float results do not depend on the thread count (the
 // update is elementwise).
 //
@@ -20,28 +20,10 @@
 
 #include "../internal.hpp"
 #include "../optim_kernels.hpp"
+#include "parallel.hpp"
 
 namespace tapegrad::cpu {
 namespace {
-
-constexpr int64_t kParallelMin = 32768;
-
-// Calls body(begin, end) on contiguous blocks covering [0, n): one per thread when n is large.
-// Blocks start on multiples of 16 elements (64 B for f32) so that threads never share a cache line.
-template <class Body>
-void parallel_blocks(int64_t n, Body&& body) {
-  if (n < kParallelMin || omp_get_max_threads() == 1 || omp_in_parallel()) {
-    body(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
-    const int64_t begin = std::min(n, t * per), end = std::min(n, begin + per);
-    if (begin < end) body(begin, end);
-  }
-}
 
 // torch.maximum: the larger of a and b, NaN when either is NaN. Takes values, not references (as
 // std::max does), so that it compiles to a select and the loop vectorises.
@@ -187,7 +169,7 @@ void sgd_update(Tensor& p, const Tensor& g, Tensor& momentum_buffer, const backe
     T* pp = p.data<T>();
     const T* gp = g.data<T>();
     T* bp = data_or_null<T>(momentum_buffer);
-    parallel_blocks(p.numel(), [&](int64_t b, int64_t e) { sgd_loop<T>(pp, gp, bp, b, e, s); });
+    parallel_for(p.numel(), [&](int64_t b, int64_t e) { sgd_loop<T>(pp, gp, bp, b, e, s); });
   });
 }
 
@@ -196,7 +178,7 @@ void adagrad_update(Tensor& p, const Tensor& g, Tensor& sum, const backend::Adag
     T* pp = p.data<T>();
     const T* gp = g.data<T>();
     T* sp = sum.data<T>();
-    parallel_blocks(p.numel(), [&](int64_t b, int64_t e) { adagrad_loop<T>(pp, gp, sp, b, e, s); });
+    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adagrad_loop<T>(pp, gp, sp, b, e, s); });
   });
 }
 
@@ -206,7 +188,7 @@ void adam_update(Tensor& p, const Tensor& g, Tensor& exp_avg, Tensor& exp_avg_sq
     T* pp = p.data<T>();
     const T* gp = g.data<T>();
     T *mp = exp_avg.data<T>(), *vp = exp_avg_sq.data<T>(), *vmp = data_or_null<T>(max_exp_avg_sq);
-    parallel_blocks(p.numel(), [&](int64_t b, int64_t e) { adam_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
+    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adam_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
   });
 }
 
@@ -216,7 +198,7 @@ void adabound_update(Tensor& p, const Tensor& g, Tensor& exp_avg, Tensor& exp_av
     T* pp = p.data<T>();
     const T* gp = g.data<T>();
     T *mp = exp_avg.data<T>(), *vp = exp_avg_sq.data<T>(), *vmp = data_or_null<T>(max_exp_avg_sq);
-    parallel_blocks(p.numel(), [&](int64_t b, int64_t e) { adabound_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
+    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adabound_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
   });
 }
 
