@@ -13,7 +13,7 @@
 
 namespace tapegrad::backend {
 
-enum class Unary { Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow };
+enum class Unary { Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow };
 enum class Binary { Add, Sub, Mul, Div };
 
 // The contracts of each kernel are the comments in kernels.inc.

@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <iomanip>
 #include <mutex>
 #include <unordered_map>
 #include <ostream>

@@ -194,7 +194,6 @@ void unary(Unary op, const Tensor& x, Tensor& y, double param) {
     T* py = ptr<T>(y);
     int64_t n = x.numel();
     switch (op) {
-      case Unary::Neg: map1(px, py, n, [](T v) { return -v; }); break;
       case Unary::Exp: map1(px, py, n, [](T v) { return std::exp(v); }); break;
       case Unary::Log: map1(px, py, n, [](T v) { return std::log(v); }); break;
       case Unary::Sqrt: map1(px, py, n, [](T v) { return std::sqrt(v); }); break;
@@ -223,7 +222,6 @@ void unary_backward(Unary op, const Tensor& g, const Tensor& x, const Tensor& y,
       });
     };
     switch (op) {
-      case Unary::Neg: run(pg, [](T gv, T) { return -gv; }); break;
       case Unary::Exp: run(ptr<T>(y), [](T gv, T yv) { return gv * yv; }); break;
       case Unary::Log: run(ptr<T>(x), [](T gv, T xv) { return gv / xv; }); break;
       case Unary::Sqrt: run(ptr<T>(y), [](T gv, T yv) { return gv / (T(2) * yv); }); break;
