@@ -38,6 +38,14 @@ bool is_pointwise(const Window2d& g) {
   return g.R == 1 && g.S == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
 }
 
+// The output columns q whose input column q stride - pad + s lies inside [0, W): [lo, hi).
+inline void valid_columns(const Window2d& g, int64_t s, int64_t& lo, int64_t& hi) {
+  int64_t off = s - g.pad_w;  // w = q stride + off
+  lo = std::min(g.Q, off >= 0 ? 0 : (-off + g.stride_w - 1) / g.stride_w);
+  hi = off >= g.W ? 0 : std::min(g.Q, (g.W - 1 - off) / g.stride_w + 1);
+  hi = std::max(hi, lo);
+}
+
 // col [C*R*S, P*Q]: col[(c R + r) S + s, p Q + q] = x[c, p sh - ph + r, q sw - pw + s], 0 outside.
 template <class T>
 void im2col(const T* x, const Window2d& g, T* col) {
@@ -45,6 +53,8 @@ void im2col(const T* x, const Window2d& g, T* col) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
         T* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        int64_t lo, hi, off = s - g.pad_w;
+        valid_columns(g, s, lo, hi);
         for (int64_t p = 0; p < g.P; ++p) {
           int64_t h = p * g.stride_h - g.pad_h + r;
           T* out = row + p * g.Q;
@@ -52,11 +62,14 @@ void im2col(const T* x, const Window2d& g, T* col) {
             std::fill(out, out + g.Q, T(0));
             continue;
           }
-          const T* in = x + (c * g.H + h) * g.W;
-          for (int64_t q = 0; q < g.Q; ++q) {
-            int64_t w = q * g.stride_w - g.pad_w + s;
-            out[q] = (w >= 0 && w < g.W) ? in[w] : T(0);
+          const T* in = x + (c * g.H + h) * g.W + off;
+          std::fill(out, out + lo, T(0));
+          if (g.stride_w == 1) {
+            std::memcpy(out + lo, in + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+          } else {
+            for (int64_t q = lo; q < hi; ++q) out[q] = in[q * g.stride_w];
           }
+          std::fill(out + hi, out + g.Q, T(0));
         }
       }
 }
@@ -69,17 +82,30 @@ void col2im(const T* col, const Window2d& g, T* x) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
         const T* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        int64_t lo, hi, off = s - g.pad_w;
+        valid_columns(g, s, lo, hi);
         for (int64_t p = 0; p < g.P; ++p) {
           int64_t h = p * g.stride_h - g.pad_h + r;
           if (h < 0 || h >= g.H) continue;
-          T* out = x + (c * g.H + h) * g.W;
+          T* out = x + (c * g.H + h) * g.W + off;
           const T* in = row + p * g.Q;
-          for (int64_t q = 0; q < g.Q; ++q) {
-            int64_t w = q * g.stride_w - g.pad_w + s;
-            if (w >= 0 && w < g.W) out[w] += in[q];
+          if (g.stride_w == 1) {
+#pragma omp simd
+            for (int64_t q = lo; q < hi; ++q) out[q] += in[q];
+          } else {
+            for (int64_t q = lo; q < hi; ++q) out[q * g.stride_w] += in[q];
           }
         }
       }
+}
+
+// A per-thread column buffer of at least n elements, kept between calls (no allocation, no page faults,
+// no zeroing: im2col writes every element).
+template <class T>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
 }
 
 // Calls body(thread, begin, end) on contiguous blocks of [0, n), one per thread (in order of thread).
@@ -116,11 +142,11 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
     CMap<T> W(ptr<T>(w), g.K, crs);
     const bool direct = is_pointwise(g);
     per_thread(g.N, [&](int, int64_t b, int64_t e) {
-      std::vector<T> col(direct ? 0 : static_cast<size_t>(crs * pq));
+      T* col = direct ? nullptr : scratch<T>(crs * pq);
       for (int64_t n = b; n < e; ++n) {
         const T* xn = px + n * g.C * g.H * g.W;
-        if (!direct) im2col(xn, g, col.data());
-        CMap<T> X(direct ? xn : col.data(), crs, pq);
+        if (!direct) im2col(xn, g, col);
+        CMap<T> X(direct ? xn : col, crs, pq);
         Map<T> Y(py + n * g.K * pq, g.K, pq);
         Y.noalias() = W * X;
         if (pb)
@@ -139,13 +165,13 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
     CMap<T> W(ptr<T>(w), g.K, crs);
     const bool direct = is_pointwise(g);
     per_thread(g.N, [&](int, int64_t b, int64_t e) {
-      std::vector<T> col(direct ? 0 : static_cast<size_t>(crs * pq));
+      T* col = direct ? nullptr : scratch<T>(crs * pq);
       for (int64_t n = b; n < e; ++n) {
         CMap<T> G(pg + n * g.K * pq, g.K, pq);
         T* xn = px + n * g.C * g.H * g.W;
-        Map<T> C(direct ? xn : col.data(), crs, pq);
+        Map<T> C(direct ? xn : col, crs, pq);
         C.noalias() = W.transpose() * G;
-        if (!direct) col2im(col.data(), g, xn);
+        if (!direct) col2im(col, g, xn);
       }
     });
   });
@@ -165,11 +191,11 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
     per_thread(g.N, [&](int t, int64_t b, int64_t e) {
       MatR<T>& acc = partial[static_cast<size_t>(t)];
       acc.setZero(g.K, crs);
-      std::vector<T> col(direct ? 0 : static_cast<size_t>(crs * pq));
+      T* col = direct ? nullptr : scratch<T>(crs * pq);
       for (int64_t n = b; n < e; ++n) {
         const T* xn = px + n * g.C * g.H * g.W;
-        if (!direct) im2col(xn, g, col.data());
-        CMap<T> X(direct ? xn : col.data(), crs, pq);
+        if (!direct) im2col(xn, g, col);
+        CMap<T> X(direct ? xn : col, crs, pq);
         CMap<T> G(pg + n * g.K * pq, g.K, pq);
         acc.noalias() += G * X.transpose();
       }
@@ -220,11 +246,13 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& weight, const Te
       double sum = 0, sq = 0;  // two passes (mean, then squared deviations) in double: no cancellation
       for (int64_t n = 0; n < s.N; ++n) {
         const T* p = px + (n * s.C + c) * s.inner;
+#pragma omp simd reduction(+ : sum)
         for (int64_t i = 0; i < s.inner; ++i) sum += p[i];
       }
       double mean = sum / static_cast<double>(M);
       for (int64_t n = 0; n < s.N; ++n) {
         const T* p = px + (n * s.C + c) * s.inner;
+#pragma omp simd reduction(+ : sq)
         for (int64_t i = 0; i < s.inner; ++i) sq += (p[i] - mean) * (p[i] - mean);
       }
       double var = sq / static_cast<double>(M);
@@ -291,6 +319,7 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight
       for (int64_t n = 0; n < s.N; ++n) {
         const T* g = pg + (n * s.C + c) * s.inner;
         const T* p = px + (n * s.C + c) * s.inner;
+#pragma omp simd reduction(+ : sg, sgx)
         for (int64_t i = 0; i < s.inner; ++i) {
           sg += g[i];
           sgx += g[i] * (p[i] - mu);
