@@ -67,6 +67,41 @@ void copy_block_from(const Tensor& src, int64_t outer, int64_t src_n, int64_t sr
                      int64_t dst_n) {
   TG_DISPATCH(copy_block_from, src.device(), src, outer, src_n, src_start, inner, dst, dst_n);
 }
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Window2d& g, Tensor& y) {
+  TG_DISPATCH(conv2d_forward, x.device(), x, w, bias, g, y);
+}
+void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g, Tensor& gx) {
+  TG_DISPATCH(conv2d_backward_input, gy.device(), gy, w, g, gx);
+}
+void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
+  TG_DISPATCH(conv2d_backward_weight, gy.device(), gy, x, g, gw, gbias);
+}
+void batch_norm_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                                 double momentum, Tensor& running_mean, Tensor& running_var, Tensor& y,
+                                 Tensor& save_mean, Tensor& save_invstd) {
+  TG_DISPATCH(batch_norm_forward_training, x.device(), x, weight, bias, eps, momentum, running_mean, running_var, y,
+              save_mean, save_invstd);
+}
+void batch_norm_forward_inference(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  const Tensor& running_mean, const Tensor& running_var, double eps, Tensor& y) {
+  TG_DISPATCH(batch_norm_forward_inference, x.device(), x, weight, bias, running_mean, running_var, eps, y);
+}
+void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& invstd, bool batch_stats, Tensor& gx, Tensor& gweight, Tensor& gbias) {
+  TG_DISPATCH(batch_norm_backward, gy.device(), gy, x, weight, mean, invstd, batch_stats, gx, gweight, gbias);
+}
+void max_pool2d_forward(const Tensor& x, const Window2d& g, Tensor& y, Tensor& indices) {
+  TG_DISPATCH(max_pool2d_forward, x.device(), x, g, y, indices);
+}
+void max_pool2d_backward(const Tensor& gy, const Tensor& indices, const Window2d& g, Tensor& gx) {
+  TG_DISPATCH(max_pool2d_backward, gy.device(), gy, indices, g, gx);
+}
+void avg_pool2d_forward(const Tensor& x, const Window2d& g, Tensor& y) {
+  TG_DISPATCH(avg_pool2d_forward, x.device(), x, g, y);
+}
+void avg_pool2d_backward(const Tensor& gy, const Window2d& g, Tensor& gx) {
+  TG_DISPATCH(avg_pool2d_backward, gy.device(), gy, g, gx);
+}
 void convert(const Tensor& src, Tensor& dst) { TG_DISPATCH(convert, src.device(), src, dst); }
 void fill(Tensor& t, double value) { TG_DISPATCH(fill, t.device(), t, value); }
 

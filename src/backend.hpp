@@ -16,6 +16,15 @@ namespace tapegrad::backend {
 enum class Unary { Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow };
 enum class Binary { Add, Sub, Mul, Div };
 
+// Geometry of a 2-D convolution or pooling window over NCHW tensors: x [N, C, H, W] -> y [N, K, P, Q] with
+// P = (H + 2 pad_h - R) / stride_h + 1, Q likewise (R x S the window; K = C for pooling).
+struct Window2d {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t K = 0, R = 1, S = 1;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  int64_t P = 0, Q = 0;
+};
+
 // The contracts of each kernel are the comments in kernels.inc.
 
 #include "kernels.inc"

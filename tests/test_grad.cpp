@@ -137,6 +137,36 @@ std::vector<Case> cases() {
       {"slice outer", {{4, 2}}, [](V x) { return x[0].slice(0, 2, 4); }},
       {"concat", {{2, 3}, {2, 1}, {2, 2}}, [](V x) { return tg::concat({x[0], x[1], x[2]}, 1); }},
       {"clone", {{3}}, [](V x) { return x[0].clone() * x[0]; }},
+      {"conv2d 3x3", {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}, [](V x) { return tg::conv2d(x[0], x[1], x[2]); }},
+      {"conv2d stride 2 pad 1", {{2, 2, 6, 5}, {3, 2, 3, 3}, {3}},
+       [](V x) { return tg::conv2d(x[0], x[1], x[2], 2, 1); }},
+      {"conv2d stride 3 pad 2 no bias", {{1, 2, 7, 7}, {2, 2, 3, 3}},
+       [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 3, 2); }},
+      {"conv2d 2x3 kernel", {{2, 2, 4, 5}, {3, 2, 2, 3}}, [](V x) { return tg::conv2d(x[0], x[1]); }},
+      {"conv2d 1x1", {{2, 4, 3, 3}, {5, 4, 1, 1}, {5}}, [](V x) { return tg::conv2d(x[0], x[1], x[2]); }},
+      {"conv2d 1x1 stride 2", {{2, 3, 5, 5}, {2, 3, 1, 1}}, [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 2); }},
+      {"batch_norm train", {{3, 4, 2, 3}, {4}, {4}},
+       [](V x) { return tg::batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); }},
+      {"batch_norm train [N, C]", {{5, 3}}, [](V x) { return tg::batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }},
+      {"batch_norm eval", {{2, 3, 2, 2}, {3}, {3}},
+       [](V x) {
+         Tensor rm = tg::from_vector(std::vector<double>{0.1, -0.3, 0.5}, {3});
+         Tensor rv = tg::from_vector(std::vector<double>{0.5, 1.5, 2.0}, {3});
+         return tg::batch_norm(x[0], rm, rv, x[1], x[2], false);
+       }},
+      {"max_pool2d 2", {{2, 3, 4, 4}}, [](V x) { return tg::max_pool2d(x[0], 2); }},
+      {"max_pool2d 3 stride 2 pad 1", {{1, 2, 5, 5}}, [](V x) { return tg::max_pool2d(x[0], 3, 2, 1); }},
+      {"max_pool2d 1 stride 2 (subsample)", {{1, 2, 5, 4}}, [](V x) { return tg::max_pool2d(x[0], 1, 2); }},
+      {"avg_pool2d 2", {{2, 2, 4, 6}}, [](V x) { return tg::avg_pool2d(x[0], 2); }},
+      {"avg_pool2d 3 stride 2 pad 1", {{1, 2, 5, 5}}, [](V x) { return tg::avg_pool2d(x[0], 3, 2, 1); }},
+      {"adaptive_avg_pool2d 2x3", {{2, 2, 4, 6}}, [](V x) { return tg::adaptive_avg_pool2d(x[0], 2, 3); }},
+      {"global_avg_pool2d", {{2, 3, 3, 3}}, [](V x) { return tg::global_avg_pool2d(x[0]); }},
+      {"cnn composite", {{2, 2, 6, 6}, {3, 2, 3, 3}, {3}, {3}, {2, 12}, {2}},
+       [](V x) {
+         Tensor h = tg::conv2d(x[0], x[1], Tensor(), 1, 1);
+         h = tg::max_pool2d(tg::relu(tg::batch_norm(h, Tensor(), Tensor(), x[2], x[3], true)), 3);
+         return tg::cross_entropy(tg::linear(h.flatten(1), x[4], x[5]), labels({1, 0}));
+       }},
       {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
        [](V x) {
          Tensor h = tg::tanh(tg::linear(x[0], x[1], x[2]));

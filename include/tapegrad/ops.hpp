@@ -67,6 +67,25 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r = Reducti
 // the identity otherwise.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
 
+// Convolution and pooling over NCHW tensors (square stride and padding, zero padding).
+// conv2d: x [N,C,H,W], weight [K,C,R,S], bias [K] or undefined -> [N,K,P,Q], P = (H + 2 padding - R) / stride + 1.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), int64_t stride = 1,
+              int64_t padding = 0);
+// stride 0 means stride = kernel (PyTorch's default). max: padding is -inf; avg: padding counts as zeros
+// in a divisor of kernel^2 (count_include_pad). padding <= kernel / 2.
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+// Mean over oh x ow equal tiles; H and W must be multiples of oh and ow. global: [N,C,H,W] -> [N,C,1,1].
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor global_avg_pool2d(const Tensor& x);
+
+// Batch normalisation of x [N, C, ...] per channel, weight/bias [C] or undefined (1 and 0).
+// training: batch statistics; running_mean/running_var [C], when defined, are updated in place as
+//   running = (1 - momentum) running + momentum batch_stat, with the unbiased batch variance (PyTorch).
+// evaluation: running statistics (required).
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
+
 // Broadcasts x to shape (recorded: the gradient is summed back).
 Tensor expand(const Tensor& x, const Shape& shape);
 

@@ -4,6 +4,7 @@
 #include "tapegrad/autograd.hpp"
 #include "tapegrad/error.hpp"
 #include "tapegrad/io.hpp"
+#include "tapegrad/nn/conv.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/module.hpp"

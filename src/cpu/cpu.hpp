@@ -6,5 +6,6 @@
 namespace tapegrad::cpu {
 using backend::Binary;
 using backend::Unary;
+using backend::Window2d;
 #include "../kernels.inc"
 }  // namespace tapegrad::cpu

@@ -113,7 +113,7 @@ void Module::zero_grad() {
 
 void Module::to(DType d) {
   auto convert = [d](Tensor& t) {
-    if (t.dtype() == d) return;
+    if (t.dtype() == d || t.dtype() == DType::I64) return;  // counters (num_batches_tracked) stay i64
     Tensor c = t.detach().to(d);
     TensorImpl& impl = t.impl();  // swap the data under the same handle: optimizers keep theirs
     impl.storage = c.impl().storage;

@@ -52,7 +52,7 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void zero_grad();
-  // Converts every parameter and buffer to dtype, in place (handles stay valid).
+  // Converts every float parameter and buffer to dtype, in place (handles stay valid); i64 counters stay.
   void to(DType d);
 
  private:

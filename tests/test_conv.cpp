@@ -1,0 +1,173 @@
+// Convolution, batch norm and pooling: forwards against plain loops, the layers' initialisation, running
+// statistics and buffers, and the errors. (Gradients are in test_grad.cpp's finite-difference table.)
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "tapegrad/tapegrad.hpp"
+
+namespace tg = tapegrad;
+using tg::Shape;
+using tg::Tensor;
+using V = std::vector<double>;
+
+namespace {
+
+// The definition, as six loops: y[n,k,p,q] = b[k] + sum x[n,c,p s - pad + r, q s - pad + t] w[k,c,r,t].
+V naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, int64_t s, int64_t pad) {
+  auto X = x.to_vector(), Wv = w.to_vector();
+  int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(0), R = w.size(2), S = w.size(3);
+  int64_t P = (H + 2 * pad - R) / s + 1, Q = (W + 2 * pad - S) / s + 1;
+  V y(static_cast<size_t>(N * K * P * Q));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          double acc = b.defined() ? b.to_vector()[k] : 0.0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t t = 0; t < S; ++t) {
+                int64_t h = p * s - pad + r, ww = q * s - pad + t;
+                if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                acc += X[((n * C + c) * H + h) * W + ww] * Wv[((k * C + c) * R + r) * S + t];
+              }
+          y[((n * K + k) * P + p) * Q + q] = acc;
+        }
+  return y;
+}
+
+void check_close(const V& a, const V& b, double tol = 1e-12) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == doctest::Approx(b[i]).epsilon(tol).scale(1.0));
+}
+
+}  // namespace
+
+TEST_CASE("conv2d matches the definition (strides, padding, 1x1, bias)") {
+  tg::Generator g(5);
+  struct C { Shape x, w; bool bias; int64_t s, pad; };
+  for (const C& c : {C{{2, 3, 7, 6}, {4, 3, 3, 3}, true, 1, 1}, C{{3, 2, 8, 8}, {5, 2, 3, 3}, false, 2, 1},
+                     C{{2, 4, 5, 5}, {3, 4, 1, 1}, true, 1, 0}, C{{1, 3, 9, 7}, {2, 3, 2, 3}, true, 3, 2},
+                     C{{4, 2, 4, 4}, {2, 2, 4, 4}, false, 1, 0}}) {
+    CAPTURE(c.x);
+    CAPTURE(c.w);
+    Tensor x = tg::randn(c.x, g, tg::DType::F64), w = tg::randn(c.w, g, tg::DType::F64);
+    Tensor b = c.bias ? tg::randn({c.w[0]}, g, tg::DType::F64) : Tensor();
+    check_close(tg::conv2d(x, w, b, c.s, c.pad).to_vector(), naive_conv(x, w, b, c.s, c.pad));
+  }
+}
+
+TEST_CASE("conv2d in f32 with several threads agrees with one thread") {
+  tg::Generator g(6);
+  Tensor x = tg::randn({8, 16, 12, 12}, g), w = tg::randn({32, 16, 3, 3}, g);
+  int before = tg::num_threads();
+  tg::set_num_threads(1);
+  auto one = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(2);
+  auto two = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(before);
+  check_close(one, two, 1e-6);
+}
+
+TEST_CASE("pooling matches the definition") {
+  Tensor x = tg::arange(0, 2 * 25, 1, tg::DType::F64).reshape({1, 2, 5, 5});
+  // max 3x3 stride 2 pad 1 on a ramp: the bottom-right of each clipped window.
+  auto y = tg::max_pool2d(x, 3, 2, 1).to_vector();
+  CHECK(y == V{6, 8, 9, 16, 18, 19, 21, 23, 24, 31, 33, 34, 41, 43, 44, 46, 48, 49});
+  // avg 2x2: the mean of each block; with padding, zeros count (divisor 4).
+  Tensor z = tg::from_vector(V{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, {1, 1, 4, 4});
+  CHECK(tg::avg_pool2d(z, 2).to_vector() == V{3.5, 5.5, 11.5, 13.5});
+  CHECK(tg::avg_pool2d(z, 2, 2, 1).to_vector() == V{0.25, 1.25, 1.0, 3.5, 8.5, 5.0, 3.25, 7.25, 4.0});
+  CHECK(tg::global_avg_pool2d(z).to_vector() == V{8.5});
+  CHECK(tg::adaptive_avg_pool2d(z, 2, 1).to_vector() == V{4.5, 12.5});
+  CHECK(tg::max_pool2d(z, 1, 2).to_vector() == V{1, 3, 9, 11});
+  CHECK(tg::max_pool2d(z, 2).shape() == Shape{1, 1, 2, 2});
+}
+
+TEST_CASE("batch_norm: batch statistics in training, running ones in evaluation") {
+  // Channel 0 holds 1..4, channel 1 holds 2, 4, 6, 8 (two samples, two values each).
+  Tensor x = tg::from_vector(V{1, 2, 2, 4, 3, 4, 6, 8}, {2, 2, 2, 1});
+  Tensor rm = tg::zeros({2}, tg::DType::F64), rv = tg::ones({2}, tg::DType::F64);
+  Tensor w = tg::from_vector(V{2, 1}, {2}), b = tg::from_vector(V{0.5, 0}, {2});
+  auto y = tg::batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5).to_vector();
+  double inv0 = 1 / std::sqrt(1.25 + 1e-5);  // biased variance of 1..4
+  CHECK(y[0] == doctest::Approx(2 * (1 - 2.5) * inv0 + 0.5));
+  CHECK(y[5] == doctest::Approx(2 * (4 - 2.5) * inv0 + 0.5));
+  // running = 0.9 running + 0.1 batch, with the unbiased variance (5/3 and 20/3).
+  check_close(rm.to_vector(), V{0.25, 0.5});
+  check_close(rv.to_vector(), V{0.9 + 0.1 * 5.0 / 3.0, 0.9 + 0.1 * 20.0 / 3.0});
+  auto e = tg::batch_norm(x, rm, rv, w, b, false, 0.1, 1e-5).to_vector();
+  CHECK(e[0] == doctest::Approx(2 * (1 - 0.25) / std::sqrt(rv.to_vector()[0] + 1e-5) + 0.5));
+  check_close(rm.to_vector(), V{0.25, 0.5});  // evaluation leaves the running statistics alone
+}
+
+TEST_CASE("Conv2d: PyTorch's initialisation bounds, names, forward shape") {
+  tg::Generator g(1);
+  tg::nn::Conv2d conv(3, 8, 3, 2, 1, true, g);
+  double bound = 1 / std::sqrt(27.0);
+  for (double v : conv.weight.to_vector()) CHECK(std::abs(v) <= bound);
+  for (double v : conv.bias.to_vector()) CHECK(std::abs(v) <= bound);
+  auto names = conv.named_parameters();
+  REQUIRE(names.size() == 2);
+  CHECK(names[0].first == "weight");
+  CHECK(conv.weight.shape() == Shape{8, 3, 3, 3});
+  CHECK(conv(tg::randn({2, 3, 9, 9})).shape() == Shape{2, 8, 5, 5});
+  tg::nn::Conv2d nobias(3, 8, 1, 1, 0, false, g);
+  CHECK(nobias.num_parameters() == 24);
+}
+
+TEST_CASE("BatchNorm2d: parameters, PyTorch's buffers, running statistics, eval") {
+  tg::nn::BatchNorm2d bn(3);
+  auto sd = bn.state_dict();
+  for (const char* k : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}) CHECK(sd.count(k));
+  CHECK(bn.num_parameters() == 6);
+  CHECK(bn.num_batches_tracked.dtype() == tg::DType::I64);
+  tg::Generator g(2);
+  Tensor x = tg::add(tg::mul(tg::randn({4, 3, 5, 5}, g), 2.0), 1.0);
+  Tensor y = bn(x);
+  CHECK(bn.num_batches_tracked.item() == 1);
+  auto m = tg::mean(y, {0, 2, 3}).to_vector();
+  for (double v : m) CHECK(v == doctest::Approx(0).scale(1.0).epsilon(1e-5));
+  for (double v : bn.running_mean.to_vector()) CHECK(std::abs(v - 0.1) < 0.1);  // 0.1 * (about 1)
+  bn.eval();
+  Tensor e = bn(x);
+  CHECK(bn.num_batches_tracked.item() == 1);
+  CHECK(e.shape() == x.shape());
+  bn.to(tg::DType::F64);
+  CHECK(bn.running_var.dtype() == tg::DType::F64);
+  CHECK(bn.num_batches_tracked.dtype() == tg::DType::I64);
+}
+
+TEST_CASE("pooling and flatten layers") {
+  Tensor x = tg::randn({2, 3, 8, 8});
+  CHECK(tg::nn::MaxPool2d(2)(x).shape() == Shape{2, 3, 4, 4});
+  CHECK(tg::nn::AvgPool2d(3, 1, 1)(x).shape() == Shape{2, 3, 8, 8});
+  CHECK(tg::nn::AdaptiveAvgPool2d()(x).shape() == Shape{2, 3, 1, 1});
+  CHECK(tg::nn::Flatten()(x).shape() == Shape{2, 192});
+}
+
+TEST_CASE("channel, spatial and kernel mismatches are errors that show the shapes") {
+  Tensor x = tg::randn({2, 3, 5, 5});
+  CHECK_THROWS_WITH_AS(tg::conv2d(x, tg::randn({4, 2, 3, 3})),
+                       doctest::Contains("conv2d: input [2, 3, 5, 5] does not fit weight [4, 2, 3, 3]"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::conv2d(x, tg::randn({4, 3, 7, 7})),
+                       doctest::Contains("kernel 7x7 (weight [4, 3, 7, 7]) does not fit input [2, 3, 5, 5]"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(tg::conv2d(tg::randn({3, 5, 5}), tg::randn({4, 3, 3, 3})), doctest::Contains("[3, 5, 5]"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(tg::conv2d(x, tg::randn({4, 3, 3, 3}), tg::randn({3})),
+                       doctest::Contains("bias [3] does not fit weight [4, 3, 3, 3]"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::nn::Conv2d(4, 8, 3)(x), doctest::Contains("input [2, 3, 5, 5] does not have 4 channels"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(tg::nn::BatchNorm2d(4)(x), doctest::Contains("BatchNorm2d(4): input [2, 3, 5, 5]"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::batch_norm(x, Tensor(), Tensor(), tg::ones({4}), Tensor(), true),
+                       doctest::Contains("weight [4] does not fit input [2, 3, 5, 5]"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::batch_norm(tg::randn({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true),
+                       doctest::Contains("more than 1 value per channel"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::max_pool2d(x, 7), doctest::Contains("max_pool2d: kernel 7x7 does not fit input [2, 3, 5, 5]"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(tg::avg_pool2d(x, 2, 2, 2), doctest::Contains("at most half of kernel"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::adaptive_avg_pool2d(x, 2, 2), doctest::Contains("must divide the input plane of [2, 3, 5, 5]"),
+                       tg::Error);
+}
