@@ -20,14 +20,23 @@ for k, name in enumerate(["SGDM", "AdaBound"]):
             f.write(json.dumps({"optimizer": name, "epoch": e, "train_loss": 1 / (e + k), "train_acc": 1 - 0.5 / (e + k),
                                 "test_loss": 1.2 / (e + k), "test_acc": 1 - 0.6 / (e + k), "seconds": 1.0}) + "\n")
 json.dump({"dataset_title": "MNIST", "hidden": 256, "batch": 128}, open(os.path.join(d, "summary.json"), "w"))
+q = lambda a: {k: a * f for k, f in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), (0.5, 0.6, 0.8, 1, 1.2, 1.5, 2))}
+with open(os.path.join(d, "telemetry.jsonl"), "w") as f:
+    for t in range(10, 1001, 10):
+        lo, hi = 0.1 * (1 - 1 / (1e-3 * t + 1)), 0.1 * (1 + 1 / (1e-3 * t))
+        for name, n in (("fc1.weight", 1000), ("fc1.bias", 10)):
+            f.write(json.dumps({"optimizer": "AdaBound", "epoch": 1, "step": t, "param": name, "numel": n,
+                                "lr": q(0.05), "lr_unclamped": q(0.05), "lower_bound": lo, "upper_bound": hi,
+                                "frac_at_lower": min(1, t / 1000), "frac_at_upper": 0.01}) + "\n")
 PY
 plot curves "$tmp/mnist" > /dev/null
 plot curves "$tmp/mnist" -o "$tmp/c2.png" > /dev/null
 plot bounds --final-lr 0.1 --gamma 1e-3 --steps 1000 -o "$tmp/bounds.png" > /dev/null
+plot bounds --final-lr 0.1 --gamma 1e-3 --steps 1000 --telemetry "$tmp/mnist/telemetry.jsonl" -o "$tmp/tb.png" > /dev/null
 "$prog" --steps 2000 --C 100 --beta2 0.9 --lr 0.1 --every 20 --out "$tmp/ce" > /dev/null
 plot counterexample "$tmp/ce" > /dev/null
 
-/usr/bin/python3 - "$tmp/mnist/curves.png" "$tmp/c2.png" "$tmp/bounds.png" "$tmp/ce/deterministic.png" "$tmp/ce/stochastic.png" <<'PY'
+/usr/bin/python3 - "$tmp/mnist/curves.png" "$tmp/c2.png" "$tmp/bounds.png" "$tmp/tb.png" "$tmp/ce/deterministic.png" "$tmp/ce/stochastic.png" <<'PY'
 import struct, sys
 for path in sys.argv[1:]:
     data = open(path, "rb").read()
