@@ -249,8 +249,13 @@ int run(const Config& c) {
     summary["problems"].push_back(jp);
   }
   md += "Trajectories (x_t and R_t/t every " + std::to_string(c.every) + " steps): `<problem>-<optimizer>.jsonl` beside this file.\n";
-  std::ofstream(fs::path(c.out) / "summary.json") << summary.dump(2) << '\n';
-  std::ofstream(fs::path(c.out) / "summary.md") << md;
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"summary.json", summary.dump(2) + "\n"},
+                                   std::pair<std::string, std::string>{"summary.md", md}}) {
+    const fs::path path = fs::path(c.out) / name;
+    std::ofstream f(path, std::ios::trunc);
+    f << text;
+    TG_CHECK(f.good(), "cannot write ", path.string());
+  }
   std::cout << "results in " << c.out << "/ (summary.json, summary.md, *.jsonl)\n";
   return 0;
 }

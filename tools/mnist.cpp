@@ -12,7 +12,9 @@
 // --resume continues each optimizer from its last complete epoch, bit for bit with the same --threads.
 // --telemetry N appends to telemetry.jsonl, every N steps of each optimizer, one line per parameter tensor
 // with the distribution of the optimizer's effective per-element learning rate (Optimizer::lr_telemetry();
-// AdaBound / AMSBound add the rate before clamping, the bounds and the clamped fractions).
+// AdaBound / AMSBound add the rate before clamping, the bounds and the clamped fractions). --resume keeps
+// each optimizer's lines up to its checkpoint: the file then holds the same lines as a straight run, in
+// another order (the resumed optimizers' later lines come last).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
