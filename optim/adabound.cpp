@@ -1,6 +1,7 @@
 // AdaBound, AMSBound, AdaBoundW (equations in include/tapegrad/optim/adabound.hpp).
 #include "tapegrad/optim/adabound.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "../src/optim_kernels.hpp"
@@ -61,6 +62,42 @@ void AdaBound::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
   s.upper_bound = final_lr * (1 + 1 / (options_.gamma * t));
   State& st = state_[i];
   backend::adabound_update(p, g, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, s);
+}
+
+// The rate that multiplies m_t in update(), clip(step_size / (sqrt(v_t) + eps), eta_l, eta_u), and the same
+// before clipping; an element counts as clamped at a bound when its unclipped rate lies strictly beyond it.
+std::vector<LrStats> AdaBound::lr_telemetry() const {
+  std::vector<LrStats> out;
+  for (size_t i = 0; i < params().size(); ++i) {
+    if (steps(i) == 0) continue;
+    const double t = static_cast<double>(steps(i));
+    const double step_size =
+        lr() * std::sqrt(1 - std::pow(options_.betas[1], t)) / (1 - std::pow(options_.betas[0], t));
+    const double final_lr = options_.final_lr * lr() / initial_lr();
+    LrStats s;
+    s.param = i;
+    s.step = steps(i);
+    s.bounded = true;
+    s.lower_bound = final_lr * (1 - 1 / (options_.gamma * t + 1));
+    s.upper_bound = final_lr * (1 + 1 / (options_.gamma * t));
+    const State& st = state_[i];
+    std::vector<double> raw = (options_.amsbound ? st.max_exp_avg_sq : st.exp_avg_sq).to_vector<double>();
+    std::vector<double> clamped(raw.size());
+    size_t below = 0, above = 0;
+    for (size_t k = 0; k < raw.size(); ++k) {
+      raw[k] = step_size / (std::sqrt(raw[k]) + options_.eps);
+      below += raw[k] < s.lower_bound;
+      above += raw[k] > s.upper_bound;
+      clamped[k] = std::min(std::max(raw[k], s.lower_bound), s.upper_bound);
+    }
+    const double n = static_cast<double>(std::max<size_t>(raw.size(), 1));
+    s.frac_at_lower = static_cast<double>(below) / n;
+    s.frac_at_upper = static_cast<double>(above) / n;
+    s.lr = lr_quantiles(std::move(clamped));
+    s.lr_unclamped = lr_quantiles(std::move(raw));
+    out.push_back(s);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> AdaBound::hparams() const {

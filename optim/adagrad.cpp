@@ -1,6 +1,8 @@
 // Adagrad (equations in include/tapegrad/optim/adagrad.hpp).
 #include "tapegrad/optim/adagrad.hpp"
 
+#include <cmath>
+
 #include "../src/optim_kernels.hpp"
 
 namespace tapegrad::optim {
@@ -25,6 +27,23 @@ void Adagrad::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
   s.weight_decay = options_.weight_decay;
   s.eps = options_.eps;
   backend::adagrad_update(p, g, sum_[i], s);
+}
+
+// The rate that multiplies d_t in update(): lr_t / (sqrt(s_t) + eps).
+std::vector<LrStats> Adagrad::lr_telemetry() const {
+  std::vector<LrStats> out;
+  for (size_t i = 0; i < params().size(); ++i) {
+    if (steps(i) == 0) continue;
+    const double clr = lr() / (1 + static_cast<double>(steps(i) - 1) * options_.lr_decay);
+    std::vector<double> rate = sum_[i].to_vector<double>();
+    for (double& v : rate) v = clr / (std::sqrt(v) + options_.eps);
+    LrStats s;
+    s.param = i;
+    s.step = steps(i);
+    s.lr = lr_quantiles(std::move(rate));
+    out.push_back(s);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> Adagrad::hparams() const {

@@ -55,6 +55,26 @@ void Adam::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
   backend::adam_update(p, g, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, s);
 }
 
+// The rate that multiplies m_t in update(): lr / (1 - beta1^t) / (sqrt(v_t) / sqrt(1 - beta2^t) + eps).
+std::vector<LrStats> Adam::lr_telemetry() const {
+  std::vector<LrStats> out;
+  for (size_t i = 0; i < params().size(); ++i) {
+    if (steps(i) == 0) continue;
+    const double t = static_cast<double>(steps(i));
+    const double step_size = lr() / (1 - std::pow(options_.betas[0], t));
+    const double bc2_sqrt = std::sqrt(1 - std::pow(options_.betas[1], t));
+    const State& st = state_[i];
+    std::vector<double> rate = (options_.amsgrad ? st.max_exp_avg_sq : st.exp_avg_sq).to_vector<double>();
+    for (double& v : rate) v = step_size / (std::sqrt(v) / bc2_sqrt + options_.eps);
+    LrStats s;
+    s.param = i;
+    s.step = steps(i);
+    s.lr = lr_quantiles(std::move(rate));
+    out.push_back(s);
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> Adam::hparams() const {
   return {{"betas", format_number(options_.betas[0]) + "/" + format_number(options_.betas[1])},
           {"eps", format_number(options_.eps)},

@@ -16,6 +16,26 @@ std::string format_number(double v) {
   return std::string(buf, res.ptr);
 }
 
+LrQuantiles lr_quantiles(std::vector<double> v) {
+  LrQuantiles q;
+  if (v.empty()) return q;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double f) {  // linear interpolation between the order statistics around f (n - 1)
+    const double pos = f * static_cast<double>(v.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+  };
+  q.min = v.front();
+  q.p5 = at(0.05);
+  q.p25 = at(0.25);
+  q.median = at(0.5);
+  q.p75 = at(0.75);
+  q.p95 = at(0.95);
+  q.max = v.back();
+  return q;
+}
+
 Optimizer::Optimizer(std::string name, std::vector<Tensor> params, double lr)
     : name_(std::move(name)), params_(std::move(params)), steps_(params_.size(), 0), lr_(lr), initial_lr_(lr) {
   check_nonnegative("lr", lr);

@@ -608,3 +608,72 @@ TEST_CASE("large tensors take the parallel path and agree with the serial one") 
     CHECK(bitwise_equal(a.detach(), joined.detach()));
   }
 }
+
+TEST_CASE("lr_telemetry: hand-computed quantiles, bounds and clamped fractions") {
+  using optim::LrQuantiles;
+  auto check = [](const LrQuantiles& q, std::vector<double> want) {  // min p5 p25 median p75 p95 max
+    const double got[] = {q.min, q.p5, q.p25, q.median, q.p75, q.p95, q.max};
+    for (size_t k = 0; k < 7; ++k) CHECK(got[k] == doctest::Approx(want[k]).epsilon(1e-6));
+  };
+  // numpy.quantile([4, 1, 3, 2], [0, .05, .25, .5, .75, .95, 1]) = 1, 1.15, 1.75, 2.5, 3.25, 3.85, 4
+  check(optim::lr_quantiles({4, 1, 3, 2}), {1, 1.15, 1.75, 2.5, 3.25, 3.85, 4});
+  check(optim::lr_quantiles({7}), {7, 7, 7, 7, 7, 7, 7});
+
+  auto one_step = [](const std::string& spec, std::vector<double> g) {
+    Tensor p = zeros({static_cast<int64_t>(g.size())}, DType::F64);
+    p.requires_grad_(true);
+    auto opt = optim::make(spec, {p});
+    CHECK(opt->lr_telemetry().empty());  // no step yet
+    p.set_grad(from_vector(g, {static_cast<int64_t>(g.size())}));
+    opt->step();
+    auto stats = opt->lr_telemetry();
+    REQUIRE(stats.size() == 1);
+    CHECK(stats[0].param == 0);
+    CHECK(stats[0].step == 1);
+    return stats[0];
+  };
+  // Adam, t = 1: v = (1 - b2) g^2, so lr / (1 - b1) / (|g| + eps) = 1 / |g| for lr 0.1, b1 0.9.
+  auto adam = one_step("adam:lr=0.1,eps=0", {1, -2});
+  CHECK_FALSE(adam.bounded);
+  check(adam.lr, {0.5, 0.525, 0.625, 0.75, 0.875, 0.975, 1});
+  // AdaGrad: lr / sqrt(g^2).
+  check(one_step("adagrad:lr=0.1,eps=0", {1, 2}).lr, {0.05, 0.0525, 0.0625, 0.075, 0.0875, 0.0975, 0.1});
+  // AdaBound, t = 1: unclamped 1 / |g| = 1, 0.5, 0.0625; bounds 0.3 (1 - 1/1.5) = 0.1 and 0.3 (1 + 2) = 0.9.
+  auto ab = one_step("adabound:lr=0.1,final_lr=0.3,gamma=0.5,eps=0", {1, 2, 16});
+  CHECK(ab.bounded);
+  CHECK(ab.lower_bound == doctest::Approx(0.1));
+  CHECK(ab.upper_bound == doctest::Approx(0.9));
+  CHECK(ab.frac_at_lower == doctest::Approx(1.0 / 3));
+  CHECK(ab.frac_at_upper == doctest::Approx(1.0 / 3));
+  check(ab.lr_unclamped, {0.0625, 0.10625, 0.28125, 0.5, 0.75, 0.95, 1});
+  check(ab.lr, {0.1, 0.14, 0.3, 0.5, 0.7, 0.86, 0.9});
+  {
+    Tensor p = zeros({2}, DType::F64);
+    p.requires_grad_(true);
+    auto sgd = optim::make("sgd:lr=0.1", {p});
+    p.set_grad(ones({2}, DType::F64));
+    sgd->step();
+    CHECK(sgd->lr_telemetry().empty());  // not adaptive: the default
+  }
+
+  // With beta1 = 0 the step is rate * g: the reported rate is the one the update applied (step 3).
+  for (const char* spec : {"adam:lr=0.01,betas=0/0.99", "amsgrad:lr=0.01,betas=0/0.99", "adagrad:lr=0.1",
+                           "adabound:lr=0.01,betas=0/0.99,final_lr=0.1,gamma=0.1",
+                           "amsbound:lr=0.01,betas=0/0.99,final_lr=0.1,gamma=0.1"}) {
+    CAPTURE(spec);
+    Tensor p = full({1}, 0.5, DType::F64);
+    p.requires_grad_(true);
+    auto opt = optim::make(spec, {p});
+    const double grads[] = {3.0, -0.5, 0.25};
+    double before = 0;
+    for (double g : grads) {
+      before = p.item();
+      p.set_grad(full({1}, g, DType::F64));
+      opt->step();
+    }
+    const auto s = opt->lr_telemetry().at(0);
+    CHECK(s.step == 3);
+    CHECK(s.lr.min == s.lr.max);
+    CHECK((before - p.item()) / grads[2] == doctest::Approx(s.lr.median).epsilon(1e-10));
+  }
+}

@@ -10,6 +10,11 @@
 // Output in --out (default results/mnist/): one JSON-lines file per optimizer (one line per epoch),
 // one checkpoint per optimizer rewritten atomically after every epoch, summary.json and summary.md.
 // --resume continues each optimizer from its last complete epoch, bit for bit with the same --threads.
+// --telemetry N appends to telemetry.jsonl, every N steps of each optimizer, one line per parameter tensor
+// with the distribution of the optimizer's effective per-element learning rate (Optimizer::lr_telemetry();
+// AdaBound / AMSBound add the rate before clamping, the bounds and the clamped fractions). --resume keeps
+// each optimizer's lines up to its checkpoint: the file then holds the same lines as a straight run, in
+// another order (the resumed optimizers' later lines come last).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -148,6 +153,7 @@ struct Config {
   double lr_decay = 0.1;
   int64_t train_limit = 0;
   int64_t test_limit = 0;
+  int64_t telemetry = 0;  // every N steps; 0: off
 };
 
 // Which data runs: MNIST when --data holds it, else Fashion-MNIST from Debian's dataset-fashion-mnist,
@@ -344,6 +350,30 @@ std::string summary_table(const json& summary) {
   return os.str();
 }
 
+json quantiles_json(const optim::LrQuantiles& q) {
+  return {{"min", q.min}, {"p5", q.p5}, {"p25", q.p25}, {"median", q.median}, {"p75", q.p75}, {"p95", q.p95},
+          {"max", q.max}};
+}
+
+// The telemetry lines of one optimizer step: one per parameter tensor that has state.
+std::string telemetry_lines(const std::string& label, int64_t epoch, const optim::Optimizer& opt,
+                            const std::vector<std::pair<std::string, Tensor>>& named) {
+  std::string text;
+  for (const optim::LrStats& s : opt.lr_telemetry()) {
+    json j = {{"optimizer", label}, {"epoch", epoch}, {"step", s.step}, {"param", named.at(s.param).first},
+              {"numel", named.at(s.param).second.numel()}, {"lr", quantiles_json(s.lr)}};
+    if (s.bounded) {
+      j["lr_unclamped"] = quantiles_json(s.lr_unclamped);
+      j["lower_bound"] = s.lower_bound;
+      j["upper_bound"] = s.upper_bound;
+      j["frac_at_lower"] = s.frac_at_lower;
+      j["frac_at_upper"] = s.frac_at_upper;
+    }
+    text += j.dump() + "\n";
+  }
+  return text;
+}
+
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -361,6 +391,7 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
   TG_CHECK(c.threads >= 0, "--threads ", c.threads, ": must be >= 0 (0: OpenMP's default)");
   TG_CHECK(c.train_limit >= 0 && c.test_limit >= 0, "--train-limit/--test-limit must be >= 0");
   TG_CHECK(c.lr_decay > 0 && c.lr_decay <= 1, "--lr-decay ", c.lr_decay, ": must be in (0, 1]");
+  TG_CHECK(c.telemetry >= 0, "--telemetry ", c.telemetry, ": must be >= 0 (0: off)");
   if (c.threads > 0) set_num_threads(c.threads);
 
   const DataChoice data = choose_data(c);
@@ -397,6 +428,8 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
                                           .seed = 0, .mean = stats.mean, .std = stats.std});
 
   fs::create_directories(c.out);
+  const std::string telemetry_path = (fs::path(c.out) / "telemetry.jsonl").string();
+  if (c.telemetry > 0 && !c.resume) write_atomically(telemetry_path, "");
   const int64_t steps = train_loader.num_batches();
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, 0);
   std::vector<RunSummary> summaries;
@@ -447,6 +480,23 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
     }
     std::ofstream results(results_path, std::ios::app);
     TG_CHECK(results.good(), "cannot write ", results_path);
+    std::ofstream telemetry;
+    const auto named = model.named_parameters();
+    if (c.telemetry > 0) {
+      if (c.resume && fs::exists(telemetry_path)) {  // drop this optimizer's lines after its checkpoint
+        std::ifstream in(telemetry_path);
+        std::string line, kept;
+        while (std::getline(in, line)) {
+          json j = json::parse(line, nullptr, false);
+          if (j.is_discarded()) continue;
+          if (j.value("optimizer", "") != r.label || j.value("step", int64_t{0}) <= opt->steps()) kept += line + "\n";
+        }
+        in.close();
+        write_atomically(telemetry_path, kept);
+      }
+      telemetry.open(telemetry_path, std::ios::app);
+      TG_CHECK(telemetry.good(), "cannot write ", telemetry_path);
+    }
 
     const std::string tag = "[" + r.label + " " + std::to_string(k + 1) + "/" + std::to_string(runs.size()) + "]";
     if (start_epoch > 0)
@@ -470,6 +520,8 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
         opt->zero_grad();
         loss.backward();
         opt->step();
+        if (c.telemetry > 0 && opt->steps() % c.telemetry == 0)
+          telemetry << telemetry_lines(r.label, epoch, *opt, named) << std::flush;
         const double l = loss.item();
         finite = finite && std::isfinite(l);
         loss_sum += l * static_cast<double>(batch.y.size(0));
@@ -572,6 +624,10 @@ int main(int argc, char** argv) {
   app.add_option("--lr-decay", c.lr_decay, "the factor at each milestone")->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)");
   app.add_option("--test-limit", c.test_limit, "use only the first N test images (0: all)");
+  app.add_option("--telemetry", c.telemetry,
+                 "every N steps, write each parameter's effective learning-rate distribution to telemetry.jsonl "
+                 "(0: off)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

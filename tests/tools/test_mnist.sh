@@ -63,4 +63,20 @@ set +e
 "$mnist" "${common[@]}" --optim "adam:lr=-1" --epochs 1 --out "$tmp/x" > "$tmp/bad" 2>&1; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "lr" "$tmp/bad" || { echo "FAIL: a negative lr was not refused clearly (rc $rc)"; cat "$tmp/bad"; exit 1; }
+# --telemetry 4: one line per parameter tensor every 4 steps, for the adaptive optimizer only (SGDM has none);
+# AdaBound's lines carry the bounds and the clamped fractions. 600 samples / 50 = 12 steps: steps 4, 8, 12.
+"$mnist" "${common[@]}" --epochs 1 --telemetry 4 --out "$tmp/tele" > "$tmp/log4" 2>&1 ||
+  { echo "FAIL: --telemetry run"; cat "$tmp/log4"; exit 1; }
+python3 - "$tmp/tele/telemetry.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [(r["step"], r["param"]) for r in rows] == [(s, p) for s in (4, 8, 12) for p in
+        ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")], [(r["step"], r["param"]) for r in rows]
+for r in rows:
+    assert r["optimizer"] == "AdaBound", r
+    q, u = r["lr"], r["lr_unclamped"]
+    assert q["min"] <= q["p5"] <= q["p25"] <= q["median"] <= q["p75"] <= q["p95"] <= q["max"], r
+    assert r["lower_bound"] - 1e-12 <= q["min"] and q["max"] <= r["upper_bound"] + 1e-12, r
+    assert 0 <= r["frac_at_lower"] <= 1 and 0 <= r["frac_at_upper"] <= 1 and u["max"] >= q["max"], r
+PY
 echo "mnist end to end: ok"

@@ -46,6 +46,7 @@ class AdaBound : public Optimizer {
  public:
   explicit AdaBound(std::vector<Tensor> params, double lr = 1e-3, AdaBoundOptions options = {});
   const AdaBoundOptions& options() const { return options_; }
+  std::vector<LrStats> lr_telemetry() const override;
   bool decoupled_weight_decay() const { return decoupled_; }
 
  protected:

@@ -45,6 +45,7 @@ class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, double lr = 1e-3, AdamOptions options = {});
   const AdamOptions& options() const { return options_; }
+  std::vector<LrStats> lr_telemetry() const override;
   bool decoupled_weight_decay() const { return decoupled_; }
 
  protected:

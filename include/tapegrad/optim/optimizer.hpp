@@ -23,6 +23,26 @@
 
 namespace tapegrad::optim {
 
+// Telemetry: the distribution over one parameter tensor's elements of the effective per-element learning
+// rate of the last step (the factor that multiplies the first moment, or the gradient for AdaGrad).
+// Quantiles interpolate linearly between order statistics (numpy's default).
+struct LrQuantiles {
+  double min = 0, p5 = 0, p25 = 0, median = 0, p75 = 0, p95 = 0, max = 0;
+};
+// The quantiles of values (any order; empty gives zeros).
+LrQuantiles lr_quantiles(std::vector<double> values);
+
+struct LrStats {
+  size_t param = 0;  // index in params()
+  int64_t step = 0;  // the parameter's step count: the figures are those of that step
+  LrQuantiles lr;    // the rate that was applied (AdaBound / AMSBound: after clamping)
+  // AdaBound / AMSBound / AdaBoundW only (bounded == true): the rate before clamping, the bounds of that
+  // step, and the fractions of the elements clamped up to the lower bound and down to the upper bound.
+  bool bounded = false;
+  LrQuantiles lr_unclamped;
+  double lower_bound = 0, upper_bound = 0, frac_at_lower = 0, frac_at_upper = 0;
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer();
@@ -56,6 +76,12 @@ class Optimizer {
   // bit. Errors name the optimizer and the key: missing keys, unexpected keys, shape mismatches,
   // parameter indices out of range. Nothing changes unless the whole dict is valid.
   virtual void load_state_dict(const TensorDict& dict);
+
+  // Telemetry, on request only (it copies and sorts each state tensor; step() never computes it): for each
+  // parameter that has taken a step, the distribution of the effective per-element learning rate of its
+  // last step. Adaptive optimizers (AdaGrad, the Adam and AdaBound families) override it; the default, for
+  // SGD, is empty.
+  virtual std::vector<LrStats> lr_telemetry() const { return {}; }
 
  protected:
   // params: float leaves, no duplicates. lr: the initial learning rate, checked >= 0.
