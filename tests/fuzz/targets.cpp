@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -13,13 +14,23 @@ namespace tapegrad::fuzz {
 
 namespace {
 
-// The input as a file the readers can open: one per process, rewritten for every input.
+// The input as a file the readers can open: one directory per process, removed at exit, and one file per
+// target, rewritten for every input.
+std::string& input_dir() {
+  static std::string dir;
+  return dir;
+}
+
 std::string as_file(const uint8_t* data, size_t size, const char* name) {
-  static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("tg_fuzz_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d.string();
-  }();
+  std::string& dir = input_dir();
+  if (dir.empty()) {
+    dir = (std::filesystem::temp_directory_path() / ("tg_fuzz_" + std::to_string(::getpid()))).string();
+    std::filesystem::create_directories(dir);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(input_dir(), ec);
+    });
+  }
   const std::string path = dir + "/" + name;
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
                                                                  static_cast<std::streamsize>(size));
