@@ -151,7 +151,9 @@ TensorDict load_safetensors(const std::string& path, Metadata* meta) {
   std::vector<Entry> entries;
   Metadata md;
   std::string checksum;  // "crc32:xxxxxxxx" when the file carries one
-  for (auto& [name, v] : header.items()) {
+  for (auto& item : header.items()) {
+    const std::string& name = item.key();  // not a structured binding: lambdas below capture it (clang 14)
+    auto& v = item.value();
     if (name == "__metadata__") {
       TG_CHECK(v.is_object(), "load '", path, "': __metadata__ is not an object");
       for (auto& [k, s] : v.items()) {
