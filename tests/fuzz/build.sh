@@ -6,8 +6,10 @@
 #   tests/fuzz/build.sh
 #   build-fuzz/fuzz_idx -runs=10000000 -max_len=4096 -timeout=10 tests/fuzz/found/idx tests/fuzz/idx
 #
-# Inputs the fuzzers find go to the first corpus directory; copy the ones that crashed into
-# tests/fuzz/<target>/ once fixed, so that the normal test suite replays them.
+# Inputs the fuzzers find go to the first corpus directory. tests/fuzz/<target>/ holds the seeds (seed-*,
+# from make_seeds.py) and a coverage-minimised set of found inputs (named by their SHA-1), added with
+#   build-fuzz/fuzz_idx -merge=1 -max_len=300 tests/fuzz/idx tests/fuzz/found/idx
+# An input that crashed goes there too once fixed, so that the normal test suite replays it.
 set -euo pipefail
 . "$(dirname "$0")/../../tools/common.sh"
 tg_need_packages clang libclang-rt-14-dev libomp-dev
