@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -38,6 +39,39 @@ void write_all(int fd, const char* buf, size_t n, const std::string& path) {
   }
 }
 
+// The checksum tapegrad writes into "__metadata__": CRC-32 (zlib) over the header without this key
+// (nlohmann::json's dump, keys sorted, so writer and reader agree byte for byte) and then over every
+// tensor's bytes in file order. It covers names, shapes, offsets, metadata and data; files without it
+// (written by other frameworks) load unchecked.
+const char* const kChecksumKey = "tapegrad.checksum";
+
+uint32_t crc_of(uint32_t crc, const void* p, uint64_t n) {
+  const auto* b = static_cast<const Bytef*>(p);
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<uint64_t>(n, uint64_t{1} << 30));
+    crc = static_cast<uint32_t>(::crc32(crc, b, chunk));
+    b += chunk;
+    n -= chunk;
+  }
+  return crc;
+}
+
+uint32_t header_crc(nlohmann::json header) {  // a copy: the checksum key is dropped from it
+  auto m = header.find("__metadata__");
+  if (m != header.end() && m->is_object()) {
+    m->erase(kChecksumKey);
+    if (m->empty()) header.erase("__metadata__");
+  }
+  const std::string s = header.dump();
+  return crc_of(static_cast<uint32_t>(::crc32(0, nullptr, 0)), s.data(), s.size());
+}
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
 }  // namespace
 
 void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta) {
@@ -52,6 +86,11 @@ void save_safetensors(const std::string& path, const TensorDict& tensors, const 
     header[name] = {{"dtype", st_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
+  TG_CHECK(!meta.count(kChecksumKey), "save_safetensors '", path, "': metadata key '", kChecksumKey,
+           "' is reserved (tapegrad writes it)");
+  uint32_t crc = header_crc(nlohmann::json::parse(header.dump()));
+  for (auto& [_, t] : tensors) crc = crc_of(crc, t.raw_data(), static_cast<uint64_t>(t.numel()) * size_of(t.dtype()));
+  header["__metadata__"][kChecksumKey] = "crc32:" + hex32(crc);
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-aligned, as the format recommends
   uint64_t hlen = h.size();
@@ -110,15 +149,17 @@ TensorDict load_safetensors(const std::string& path, Metadata* meta) {
 
   struct Entry { std::string name; DType dtype; Shape shape; uint64_t begin, end; };
   std::vector<Entry> entries;
-  for (auto& [name, v] : header.items()) {
+  Metadata md;
+  std::string checksum;  // "crc32:xxxxxxxx" when the file carries one
+  for (auto& item : header.items()) {
+    const std::string& name = item.key();  // not a structured binding: lambdas below capture it (clang 14)
+    auto& v = item.value();
     if (name == "__metadata__") {
       TG_CHECK(v.is_object(), "load '", path, "': __metadata__ is not an object");
-      if (meta) {
-        meta->clear();
-        for (auto& [k, s] : v.items()) {
-          TG_CHECK(s.is_string(), "load '", path, "': metadata '", k, "' is not a string");
-          (*meta)[k] = s.get<std::string>();
-        }
+      for (auto& [k, s] : v.items()) {
+        TG_CHECK(s.is_string(), "load '", path, "': metadata '", k, "' is not a string");
+        if (k == kChecksumKey) checksum = s.get<std::string>();
+        else md[k] = s.get<std::string>();
       }
       continue;
     }
@@ -154,14 +195,23 @@ TensorDict load_safetensors(const std::string& path, Metadata* meta) {
     TG_CHECK(entries[i].begin >= entries[i - 1].end, "load '", path, "': tensors '", entries[i - 1].name, "' and '",
              entries[i].name, "' overlap");
 
+  const bool check = !checksum.empty();
+  TG_CHECK(!check || (checksum.size() == 14 && checksum.rfind("crc32:", 0) == 0), "load '", path, "': metadata '",
+           kChecksumKey, "' is '", checksum, "', expected crc32:<8 hex digits>");
+  uint32_t crc = check ? header_crc(header) : 0;
+
   TensorDict out;
   for (auto& e : entries) {
     Tensor t = make_tensor(e.shape, e.dtype);
     f.seekg(static_cast<std::streamoff>(8 + hlen + e.begin));
     f.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(e.end - e.begin));
     TG_CHECK(f.good(), "load '", path, "': reading tensor '", e.name, "' failed (truncated?)");
+    if (check) crc = crc_of(crc, t.raw_data(), e.end - e.begin);
     out[e.name] = t;
   }
+  TG_CHECK(!check || checksum == "crc32:" + hex32(crc), "load '", path, "': checksum mismatch (the file says ",
+           checksum.substr(6), ", its contents give ", hex32(crc), "): the file is corrupted; refusing to load it");
+  if (meta) *meta = std::move(md);
   return out;
 }
 
@@ -183,11 +233,20 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Opti
     else if (k.rfind("optim.", 0) == 0) o[k.substr(6)] = t;
     else TG_FAIL("load_checkpoint '", path, "': unexpected tensor '", k, "' (expected model.* or optim.*)");
   }
+  // All or nothing: the model is validated and copied first; should the optimizer then refuse its
+  // part, the model's previous state is put back.
+  TensorDict before;
+  for (auto& [k, t] : model.state_dict()) before[k] = t.clone();
   try {
     model.load_state_dict(m);
-    if (opt) opt->load_state_dict(o);
   } catch (const Error& e) {
     TG_FAIL("load_checkpoint '", path, "': ", e.what());
+  }
+  try {
+    if (opt) opt->load_state_dict(o);
+  } catch (const Error& e) {
+    model.load_state_dict(before);
+    TG_FAIL("load_checkpoint '", path, "': ", e.what(), " (nothing was loaded)");
   }
   return meta;
 }

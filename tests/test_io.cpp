@@ -98,3 +98,79 @@ TEST_CASE("a model checkpoint round-trips; a mismatching model is refused") {
   CHECK_THROWS_WITH_AS(tg::load_checkpoint(p, c, nullptr), doctest::Contains("ck.safetensors"), tg::Error);
   fs::remove_all(d);
 }
+
+TEST_CASE("a corrupted or truncated checkpoint is refused by its checksum; files without one still load") {
+  fs::path d = temp_dir();
+  auto p = (d / "ck.safetensors").string();
+  tg::TensorDict t{{"w", tg::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2})},
+                   {"b", tg::from_vector(std::vector<double>{0.5, -0.5}, {2})}};
+  tg::save_safetensors(p, t, {{"epoch", "7"}});
+  const std::string good = read_bytes(p);
+  uint64_t n;
+  std::memcpy(&n, good.data(), 8);
+  auto h = nlohmann::json::parse(good.substr(8, n));
+  REQUIRE(h["__metadata__"].contains("tapegrad.checksum"));
+  tg::Metadata meta;
+  tg::load_safetensors(p, &meta);
+  CHECK(meta == tg::Metadata{{"epoch", "7"}});  // the checksum is not handed back as metadata
+
+  // Every single flipped bit of the data section, and a flipped digit of the metadata, is caught.
+  for (size_t i = 8 + n; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ (1 << (i % 8)));
+    write_bytes(p, bad);
+    CAPTURE(i);
+    CHECK_THROWS_WITH_AS(tg::load_safetensors(p), doctest::Contains("checksum mismatch"), tg::Error);
+  }
+  std::string bad = good;
+  bad.replace(bad.find("\"7\""), 3, "\"8\"");
+  write_bytes(p, bad);
+  CHECK_THROWS_WITH_AS(tg::load_safetensors(p), doctest::Contains("ck.safetensors': checksum mismatch"), tg::Error);
+
+  // Truncated anywhere: refused, naming the file.
+  for (size_t len : {size_t{0}, size_t{5}, size_t{8} + n / 2, good.size() - 1}) {
+    write_bytes(p, good.substr(0, len));
+    CAPTURE(len);
+    CHECK_THROWS_WITH_AS(tg::load_safetensors(p), doctest::Contains("ck.safetensors"), tg::Error);
+  }
+
+  // A file from another framework (no checksum) loads; so does ours with the key removed.
+  h["__metadata__"].erase("tapegrad.checksum");
+  std::string hs = h.dump();
+  write_bytes(p, with_header(hs, good.substr(8 + n)));
+  auto back = tg::load_safetensors(p);
+  CHECK(back.at("w").to_vector<float>() == std::vector<float>{1, 2, 3, 4});
+  // A malformed checksum value is an error, not a silent skip.
+  h["__metadata__"]["tapegrad.checksum"] = "md5:0";
+  write_bytes(p, with_header(h.dump(), good.substr(8 + n)));
+  CHECK_THROWS_WITH_AS(tg::load_safetensors(p), doctest::Contains("expected crc32"), tg::Error);
+  // The key is reserved.
+  CHECK_THROWS_WITH_AS(tg::save_safetensors(p, t, {{"tapegrad.checksum", "x"}}), doctest::Contains("reserved"),
+                       tg::Error);
+  fs::remove_all(d);
+}
+
+TEST_CASE("load_checkpoint loads all or nothing") {
+  fs::path d = temp_dir();
+  auto p = (d / "ck.safetensors").string();
+  tg::Generator g(1), g2(2);
+  tg::nn::Linear a(3, 2, true, g), b(3, 2, true, g2);
+  auto opt_a = tg::optim::make("adam:lr=1e-3", a.parameters());
+  tg::sum(a(tg::ones({4, 3}))).backward();
+  opt_a->step();
+  tg::save_checkpoint(p, a, opt_a.get());
+
+  // The model part fits b but the optimizer part does not fit an optimizer over fewer parameters:
+  // b must keep its own weights.
+  const auto before = b.weight.to_vector();
+  auto opt_b = tg::optim::make("adam:lr=1e-3", {b.weight});
+  CHECK_THROWS_WITH_AS(tg::load_checkpoint(p, b, opt_b.get()), doctest::Contains("nothing was loaded"), tg::Error);
+  CHECK(b.weight.to_vector() == before);
+  CHECK(opt_b->steps() == 0);
+  // With a matching optimizer, both load.
+  auto opt_c = tg::optim::make("adam:lr=1e-3", b.parameters());
+  tg::load_checkpoint(p, b, opt_c.get());
+  CHECK(b.weight.to_vector() == a.weight.to_vector());
+  CHECK(opt_c->steps() == 1);
+  fs::remove_all(d);
+}

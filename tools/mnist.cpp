@@ -15,6 +15,12 @@
 // AdaBound / AMSBound add the rate before clamping, the bounds and the clamped fractions). --resume keeps
 // each optimizer's lines up to its checkpoint: the file then holds the same lines as a straight run, in
 // another order (the resumed optimizers' later lines come last).
+//
+// Divergence: after every backward pass the loss and every gradient are checked finite, before the
+// optimizer sees them. A NaN or Inf stops that optimizer with a message naming the step, the parameter
+// and the optimizer; its checkpoint stays the last good one, the other optimizers still run, and the
+// program exits with code 3. --skip-nonfinite skips such steps instead and counts them per epoch
+// ("skipped_steps" in the JSON line).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +33,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -154,6 +161,8 @@ struct Config {
   int64_t train_limit = 0;
   int64_t test_limit = 0;
   int64_t telemetry = 0;  // every N steps; 0: off
+  bool skip_nonfinite = false;
+  int64_t debug_nan_at = 0;  // poisons one gradient at this step (1-based, counted over epochs): tests only
 };
 
 // Which data runs: MNIST when --data holds it, else Fashion-MNIST from Debian's dataset-fashion-mnist,
@@ -261,6 +270,24 @@ class Progress {
   bool open_ = false;
 };
 
+// The name of the first parameter whose gradient holds a NaN or Inf, or "" when all are finite.
+std::string first_nonfinite_grad(const models::MLP& model) {
+  for (const auto& [name, p] : model.named_parameters()) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    bool finite = true;
+    if (g.dtype() == DType::F32) {
+      const float* x = g.data<float>();
+      for (int64_t i = 0; i < g.numel(); ++i) finite &= std::isfinite(x[i]);
+    } else {
+      const std::vector<double> x = g.to_vector<double>();
+      for (double v : x) finite &= std::isfinite(v);
+    }
+    if (!finite) return name;
+  }
+  return "";
+}
+
 struct Evaluation {
   double loss = 0.0, acc = 0.0;
 };
@@ -310,11 +337,13 @@ struct RunSummary {
   std::vector<json> epochs;
   double seconds = 0.0;
   bool diverged = false;
+  std::string stopped;  // the step, parameter and optimizer that stopped it, when one did
 };
 
 json summary_of(const RunSummary& r, const std::string& out_dir) {
   json s = {{"optimizer", r.run.label}, {"spec", r.run.spec}, {"resolved", r.resolved},
             {"epochs_done", r.epochs.size()}, {"seconds", r.seconds}, {"diverged", r.diverged},
+            {"stopped", r.stopped.empty() ? json(nullptr) : json(r.stopped)},
             {"results", (fs::path(out_dir) / (lower(r.run.label) + ".jsonl")).string()}};
   double best = -1.0;
   int64_t best_epoch = 0;
@@ -392,6 +421,7 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
   TG_CHECK(c.train_limit >= 0 && c.test_limit >= 0, "--train-limit/--test-limit must be >= 0");
   TG_CHECK(c.lr_decay > 0 && c.lr_decay <= 1, "--lr-decay ", c.lr_decay, ": must be in (0, 1]");
   TG_CHECK(c.telemetry >= 0, "--telemetry ", c.telemetry, ": must be >= 0 (0: off)");
+  TG_CHECK(c.debug_nan_at >= 0, "--debug-nan-at ", c.debug_nan_at, ": must be >= 0 (0: off)");
   if (c.threads > 0) set_num_threads(c.threads);
 
   const DataChoice data = choose_data(c);
@@ -433,6 +463,7 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
   const int64_t steps = train_loader.num_batches();
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, 0);
   std::vector<RunSummary> summaries;
+  bool any_stopped = false;  // an optimizer stopped on a NaN/Inf: exit code 3
 
   for (size_t k = 0; k < runs.size(); ++k) {
     const RunSpec& r = runs[k];
@@ -511,7 +542,8 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
       model.train();
       double loss_sum = 0.0;
       int64_t correct = 0, seen = 0;
-      bool finite = true;
+      int64_t skipped = 0;
+      std::string stopped;  // why this optimizer stops, when a step is not finite
       const std::string head = tag + " epoch " + std::to_string(epoch) + "/" + std::to_string(c.epochs);
       for (int64_t b = 0; b < steps; ++b) {
         const datasets::Batch batch = train_loader.batch(b);
@@ -519,28 +551,62 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
         const Tensor loss = cross_entropy(logits, batch.y);
         opt->zero_grad();
         loss.backward();
+        const int64_t step = (epoch - 1) * steps + b + 1;
+        if (step == c.debug_nan_at) {
+          Tensor g = model.named_parameters().front().second.grad();
+          g.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+        }
+        const double l = loss.item();
+        const std::string bad_grad = first_nonfinite_grad(model);
+        if (!std::isfinite(l) || !bad_grad.empty()) {
+          const std::string what =
+              "step " + std::to_string(step) + " (epoch " + std::to_string(epoch) + ", batch " +
+              std::to_string(b + 1) + "/" + std::to_string(steps) + ") of optimizer " + r.label + " (" + r.spec +
+              "): loss " + optim::format_number(l) +
+              (bad_grad.empty() ? std::string(", all gradients finite")
+                                : ", the gradient of parameter '" + bad_grad + "' holds NaN or Inf");
+          if (c.skip_nonfinite) {
+            ++skipped;
+            progress.say(tag + " skipped " + what);
+            continue;
+          }
+          stopped = what;
+          break;
+        }
         opt->step();
         if (c.telemetry > 0 && opt->steps() % c.telemetry == 0)
           telemetry << telemetry_lines(r.label, epoch, *opt, named) << std::flush;
-        const double l = loss.item();
-        finite = finite && std::isfinite(l);
         loss_sum += l * static_cast<double>(batch.y.size(0));
         correct += count_correct(logits, batch.y);
         seen += batch.y.size(0);
         const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
         progress.step(head, b + 1, steps, loss_sum / seen, seen / std::max(elapsed, 1e-9));
       }
+      if (!stopped.empty()) {
+        progress.say(tag + " not finite at " + stopped + ": stopping this optimizer; its checkpoint " +
+                     (fs::exists(ckpt_path) ? ckpt_path + " (the last complete epoch) is left as it was"
+                                            : std::string("was never written (no epoch completed)")) +
+                     " (--skip-nonfinite skips such steps instead)");
+        summary.diverged = true;
+        summary.stopped = stopped;
+        any_stopped = true;
+        progress.skip((c.epochs - epoch + 1) * steps);
+        break;
+      }
       const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       const Evaluation ev = evaluate(model, test_loader);
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       summary.seconds += seconds;
-      const double train_loss = loss_sum / seen, train_acc = static_cast<double>(correct) / seen;
+      // Skipped steps count in neither the loss nor the accuracy; an epoch of skipped steps has neither.
+      const double train_loss = loss_sum / std::max<int64_t>(seen, 1);
+      const double train_acc = static_cast<double>(correct) / std::max<int64_t>(seen, 1);
+      const auto or_null = [&](double v) { return seen ? json(v) : json(nullptr); };
       json line = {{"optimizer", r.label}, {"spec", r.spec}, {"dataset", data.dataset},
-                   {"epoch", epoch}, {"epochs", c.epochs}, {"train_loss", train_loss},
-                   {"train_acc", train_acc}, {"test_loss", ev.loss}, {"test_acc", ev.acc},
+                   {"epoch", epoch}, {"epochs", c.epochs}, {"train_loss", or_null(train_loss)},
+                   {"train_acc", or_null(train_acc)}, {"test_loss", ev.loss}, {"test_acc", ev.acc},
                    {"seconds", seconds}, {"lr", opt->lr()}, {"samples_per_s", seen / train_seconds},
                    {"steps", opt->steps()}};
-      if (!finite) line["diverged"] = true;
+      if (c.skip_nonfinite) line["skipped_steps"] = skipped;
       results << line.dump() << '\n' << std::flush;
       summary.epochs.push_back(line);
       progress.say(head + "  train loss " + fmt("%.4f", train_loss) + " acc " + fmt("%.2f%%", 100 * train_acc) +
@@ -549,18 +615,14 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
                    fmt("%.0f samples/s", seen / train_seconds));
       if (scheduler) scheduler->step();
 
-      summary.diverged = !finite;
+      if (skipped > 0) progress.say(head + "  skipped " + std::to_string(skipped) + " of " + std::to_string(steps) +
+                                    " steps (loss or gradient not finite)");
       Metadata meta = identity;
       meta["epoch"] = std::to_string(epoch);
       meta["seconds"] = optim::format_number(summary.seconds);
-      meta["diverged"] = finite ? "false" : "true";
+      meta["diverged"] = "false";
       meta["optimizer"] = r.label;
       save_checkpoint(ckpt_path, model, opt.get(), meta);
-      if (!finite) {
-        progress.say(tag + " the training loss is not finite: this optimizer diverged; stopping it here");
-        progress.skip((c.epochs - epoch) * steps);
-        break;
-      }
     }
     summaries.push_back(std::move(summary));
   }
@@ -592,6 +654,11 @@ int run(const Config& c, const std::vector<RunSpec>& runs) {
                        table);
   std::cout << '\n' << title << note << table << "\nresults in " << c.out << "/ (summary.json, summary.md, *.jsonl)\n";
   if (!data.note.empty()) std::cerr << "NOTE: " << data.note << '\n';
+  if (any_stopped) {
+    for (const RunSummary& r : summaries)
+      if (!r.stopped.empty()) std::cerr << "mnist: stopped: not finite at " << r.stopped << '\n';
+    return 3;
+  }
   return 0;
 }
 
@@ -628,6 +695,12 @@ int main(int argc, char** argv) {
                  "every N steps, write each parameter's effective learning-rate distribution to telemetry.jsonl "
                  "(0: off)")
       ->capture_default_str();
+  app.add_flag("--skip-nonfinite", c.skip_nonfinite,
+               "skip a step whose loss or gradient is NaN/Inf (counted per epoch) instead of stopping that "
+               "optimizer (exit code 3)");
+  app.add_option("--debug-nan-at", c.debug_nan_at,
+                 "testing the guard: put a NaN into the first parameter's gradient at step N (counted from 1 over "
+                 "all epochs)");
 
   try {
     app.parse(argc, argv);

@@ -8,26 +8,7 @@ mnist=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-python3 - "$tmp/data" <<'PY'
-import gzip, os, random, struct, sys
-d = sys.argv[1]; os.makedirs(d)
-rng = random.Random(0)
-def write(name, n):
-    labels = [rng.randrange(10) for _ in range(n)]
-    # each class lights up its own band of rows, plus noise: learnable, not trivial
-    pix = bytearray()
-    for y in labels:
-        for r in range(28):
-            for c in range(28):
-                v = rng.randrange(200) + (60 if r // 3 == y else 0)
-                pix.append(min(v, 255))
-    with gzip.open(os.path.join(d, name + "-images-idx3-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(pix))
-    with gzip.open(os.path.join(d, name + "-labels-idx1-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(labels))
-write("train", 600)
-write("t10k", 200)
-PY
+python3 "$(dirname "$0")/make_mnist_data.py" "$tmp/data"
 
 common=(--data "$tmp/data" --dataset mnist --hidden 32 --batch 50 --threads 1 --optim sgdm --optim adabound)
 "$mnist" "${common[@]}" --epochs 3 --out "$tmp/straight" > "$tmp/log1" 2>&1
