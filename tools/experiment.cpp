@@ -546,7 +546,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
     summaries.push_back(std::move(summary));
   }
 
-  json summary = {{"experiment", ex.name}, {"dataset", ex.dataset}, {"note", ex.note}};
+  json summary = {{"experiment", ex.name}, {"title", ex.title}, {"dataset", ex.dataset}, {"note", ex.note}};
   for (const auto& [k, v] : ex.summary_fields.items()) summary[k] = v;
   summary["epochs"] = c.epochs;
   summary["seed"] = c.seed;
