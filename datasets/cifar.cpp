@@ -93,7 +93,8 @@ ImageDataset concat_datasets(const std::vector<ImageDataset>& parts, const std::
     TG_CHECK(p.channels == first.channels && p.rows == first.rows && p.cols == first.cols &&
                  p.num_classes == first.num_classes,
              "concat_datasets: ", p.name, " holds ", p.channels, "x", p.rows, "x", p.cols, " images of ", p.num_classes,
-             " classes, ", first.name, " ", first.channels, "x", first.rows, "x", first.cols, " of ", first.num_classes);
+             " classes, ", first.name, " ", first.channels, "x", first.rows, "x", first.cols, " of ",
+             first.num_classes);
     images.push_back(p.images);
     labels.push_back(p.labels);
   }

@@ -175,9 +175,9 @@ int run(Config c, const CLI::App& app) {
   if (c.lr_decay != 1.0)
     for (int64_t m : c.milestones) schedule += ", lr x" + fmt("%g", c.lr_decay) + " after epoch " + std::to_string(m);
   const bool subset = train.size() < full_train || test.size() < full_test;
-  const std::string sizes = std::to_string(train.size()) + (train.size() < full_train ? " of " + std::to_string(full_train) : "") +
-                            " training, " + std::to_string(test.size()) +
-                            (test.size() < full_test ? " of " + std::to_string(full_test) : "") + " test images";
+  auto count = [](int64_t n, int64_t of) { return std::to_string(n) + (n < of ? " of " + std::to_string(of) : ""); };
+  const std::string sizes =
+      count(train.size(), full_train) + " training, " + count(test.size(), full_test) + " test images";
   std::string note = data.note;
   if (!c.paper) {
     const std::string protocol = (cpu_default ? "CPU default schedule: " : "Reduced schedule: ") + c.model + ", " +

@@ -138,8 +138,8 @@ int run(const Config& c) {
             << opt->steps() << "): " << c.kernels << " 3x3 kernels and " << bias_rate.size() << " bias elements\n";
   for (const json& k : kernels)
     std::cout << "  " << k["param"].get<std::string>() << " [" << k["out_channel"] << ", " << k["in_channel"]
-              << "]: " << fmt("%.3g", k["lr"][0][0].get<double>()) << " ... " << fmt("%.3g", k["lr"][2][2].get<double>())
-              << '\n';
+              << "]: " << fmt("%.3g", k["lr"][0][0].get<double>()) << " ... "
+              << fmt("%.3g", k["lr"][2][2].get<double>()) << '\n';
   std::cout << "sampled: " << count << " rates from " << fmt("%.3g", lo) << " to " << fmt("%.3g", hi) << "; " << below
             << " below " << fmt("%g", c.low) << ", " << above << " above " << fmt("%g", c.high) << "\n"
             << "all " << all << " elements: " << fmt("%.2f%%", 100.0 * all_below / std::max<int64_t>(all, 1))
