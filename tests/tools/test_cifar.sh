@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end: the cifar replication program on a small generated CIFAR-10-format data set (5 x 64 training
+# End to end: the cifar replication program on a small generated CIFAR-10-format data set (5 x 32 training
 # and 100 test records): ResNet-20 with two optimizers writes JSON lines, checkpoints and a summary beside
 # the paper's numbers; training 2 epochs, stopping and resuming for a third gives exactly the metric lines
 # (timing aside) and bit-identical checkpoint tensors (model, BN buffers, optimizer state) of a straight
@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-python3 "$(dirname "$0")/make_cifar_data.py" "$tmp/data" 64
+python3 "$(dirname "$0")/make_cifar_data.py" "$tmp/data" 32
 
 common=(--data "$tmp/data" --dataset cifar10 --records-per-file 0 --train-limit 0 --test-limit 0 --batch 32
         --eval-batch 50 --threads 1 --optim sgdm --optim adabound --milestones 2)
@@ -75,7 +75,7 @@ b[3073 * 5] = 12  # record 5's label
 open(p, "wb").write(b)
 PY
 expect_error "data_batch_4.bin: label out of range: record 5" "${common[@]}" --epochs 1 --out "$tmp/x"
-python3 "$(dirname "$0")/make_cifar_data.py" "$tmp/data2" 64
+python3 "$(dirname "$0")/make_cifar_data.py" "$tmp/data2" 32
 head -c 1000 "$tmp/data2/test_batch.bin" > "$tmp/t" && mv "$tmp/t" "$tmp/data2/test_batch.bin"
 expect_error "test_batch.bin: 1000 bytes is not a multiple" --data "$tmp/data2" --dataset cifar10 --records-per-file 0 --out "$tmp/x"
 echo "cifar end to end: ok"
