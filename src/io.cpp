@@ -127,6 +127,10 @@ void save_safetensors(const std::string& path, const TensorDict& tensors, const 
 TensorDict load_safetensors(const std::string& path, Metadata* meta) {
   std::ifstream f(path, std::ios::binary);
   TG_CHECK(f.good(), "load '", path, "': cannot open file");
+  return read_safetensors(f, path, meta);
+}
+
+TensorDict read_safetensors(std::istream& f, const std::string& path, Metadata* meta) {
   f.seekg(0, std::ios::end);
   uint64_t size = static_cast<uint64_t>(f.tellg());
   f.seekg(0);
@@ -227,6 +231,11 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   Metadata meta;
   TensorDict all = load_safetensors(path, &meta);
+  apply_checkpoint(all, path, model, opt);
+  return meta;
+}
+
+void apply_checkpoint(const TensorDict& all, const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   TensorDict m, o;
   for (auto& [k, t] : all) {
     if (k.rfind("model.", 0) == 0) m[k.substr(6)] = t;
@@ -248,7 +257,6 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Opti
     model.load_state_dict(before);
     TG_FAIL("load_checkpoint '", path, "': ", e.what(), " (nothing was loaded)");
   }
-  return meta;
 }
 
 }  // namespace tapegrad
