@@ -2,6 +2,7 @@
 #include "tapegrad/io.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -74,7 +75,22 @@ std::string hex32(uint32_t v) {
 
 }  // namespace
 
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(target.parent_path().empty() ? "." : target.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stoi(pid)), 0) == -1 && errno == ESRCH) fs::remove(entry.path(), ec);
+  }
+}
+
 void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta) {
+  remove_stale_temporaries(path);
   static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
   nlohmann::ordered_json header;
   if (!meta.empty()) header["__metadata__"] = meta;

@@ -58,6 +58,7 @@ std::string hms(double seconds) {
 }
 
 void write_atomically(const std::string& path, const std::string& text) {
+  remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);

@@ -19,6 +19,9 @@ using Metadata = std::map<std::string, std::string>;
 void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta = {});
 // Errors name the file and what is wrong (truncated, bad header, overlapping or out-of-range offsets).
 TensorDict load_safetensors(const std::string& path, Metadata* meta = nullptr);
+// Removes the temporary files "<path>.tmp.<pid>" that writers killed before their rename left beside path
+// (those whose process no longer exists; a live writer's file is left alone). Saving does it first.
+void remove_stale_temporaries(const std::string& path);
 // The same from a stream positioned anywhere (it is read from its start); `name` names it in errors.
 TensorDict read_safetensors(std::istream& in, const std::string& name, Metadata* meta = nullptr);
 
