@@ -84,7 +84,9 @@ IdxArray parse_idx_from(const std::function<size_t(uint8_t*, size_t)>& read, con
     TG_CHECK(count <= (uint64_t{1} << 36), "IDX file ", path, ": header claims an absurd size ",
              to_string(out.dims), "...");
   }
-  for (int d = (expected_magic == kIdxImagesMagic ? 1 : 0); d < ndims; ++d)
+  TG_CHECK(ndims == 0 || out.dims[0] > 0, "IDX file ", path, ": empty: the header says ", to_string(out.dims),
+           " (no samples)");
+  for (int d = 1; d < ndims; ++d)
     TG_CHECK(out.dims[d] > 0, "IDX file ", path, ": dim ", d, " has size 0 in ", to_string(out.dims));
 
   // Grow as the bytes arrive: a lying header runs out of file, not of memory.
