@@ -285,14 +285,14 @@ inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t k
   }
 }
 
-// C [M, L] (row stride ldc) = A B (+ bias [M]) for B [D, L] (row stride ldb), blocked over the depth so
-// that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
+// C [M, L] (row stride ldc) = A B (+ bias [M]), or += with `accumulate`, for B [D, L] (row stride ldb),
+// blocked over the depth so that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
 void matmul_packed(const PackedA& A, const float* b, int64_t ldb, int64_t L, float* c, int64_t ldc,
-                   const float* bias) {
+                   const float* bias, bool accumulate = false) {
   const int64_t D = A.D, blocks = std::max<int64_t>(1, (D + 159) / 160), step = (D + blocks - 1) / blocks;
   for (int64_t d0 = 0; d0 < D; d0 += step) {
     const int64_t kc = std::min(step, D - d0);
-    const bool first = d0 == 0, last = d0 + kc == D;
+    const bool first = d0 == 0 && !accumulate, last = d0 + kc == D;
     for (int64_t n0 = 0; n0 < L; n0 += kNR)
       for (int64_t m0 = 0; m0 < A.M; m0 += kMR) {
         const float* ap = A.data + m0 * D + d0 * kMR;
@@ -431,13 +431,55 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
 
 // gw [K, CRS] = sum over chunks of G [K, m PQ] col^T;  gbias [K] = sum over n, p, q of gy.
 // The first thread sums its chunks into gw, the others into partials of their own (reused buffers), added
-// in thread order: a fixed thread count gives fixed results.
+// in thread order: a fixed thread count gives fixed results. With the AVX-512 kernel (f32, K >= 32: its
+// tiles are 32 wide) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
+// packed operand and G^T [m PQ, K] read in place; the partials are then [CRS, K].
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
   dispatch_float(gy.dtype(), "conv2d_backward_weight", [&]<class T>() {
     const T* pg = ptr<T>(gy);
     const T* px = ptr<T>(x);
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
     const int nt = threads_for((g.N + nb - 1) / nb);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (g.K >= 32) {
+        std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
+        for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
+          const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);
+          const bool first = partial[static_cast<size_t>(t)] == nullptr;
+          float*& acc = partial[static_cast<size_t>(t)];
+          if (first) acc = scratch<float, 2>(crs * ldk);
+          const float* G = gather_planes(pg, g, n0, m, ld);
+          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]
+          for (int64_t l0 = 0; l0 < L; l0 += 16)
+            for (int64_t k = 0; k < g.K; ++k)
+              for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
+          const PackedA A(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          matmul_packed(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+        });
+        float* out = ptr<float>(gw);
+        const int64_t ldk = row_stride(g.K);
+        for (int64_t k = 0; k < g.K; ++k)
+          for (int64_t d = 0; d < crs; ++d) {
+            float v = 0.0f;
+            for (float* part : partial)
+              if (part) v += part[d * ldk + k];
+            out[k * crs + d] = v;
+          }
+        if (float* pb = ptr<float>(gbias)) {
+          for (int64_t k = 0; k < g.K; ++k) {
+            float acc = 0;
+            for (int64_t n = 0; n < g.N; ++n) {
+              const float* row = pg + (n * g.K + k) * pq;
+              for (int64_t i = 0; i < pq; ++i) acc += row[i];
+            }
+            pb[k] = acc;
+          }
+        }
+        return;
+      }
+    }
+#endif
     std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
     for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
       T*& acc = partial[static_cast<size_t>(t)];
