@@ -90,7 +90,7 @@ IdxArray parse_idx_from(const std::function<size_t(uint8_t*, size_t)>& read, con
     TG_CHECK(out.dims[d] > 0, "IDX file ", path, ": dim ", d, " has size 0 in ", to_string(out.dims));
 
   // Grow as the bytes arrive: a lying header runs out of file, not of memory.
-  const size_t chunk = size_t{1} << 22;
+  const size_t chunk = size_t{1} << 16;  // a lying header costs 64 KiB, not its claim
   while (out.data.size() < count) {
     const size_t want = std::min<size_t>(count - out.data.size(), chunk);
     const size_t old = out.data.size();
