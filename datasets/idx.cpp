@@ -222,6 +222,48 @@ ImageDataset head(const ImageDataset& ds, int64_t n) {
   return out;
 }
 
+std::vector<PixelStats> channel_stats(const ImageDataset& ds) {
+  const int64_t n = ds.size(), plane = ds.rows * ds.cols;
+  TG_CHECK(n > 0 && plane > 0, "channel_stats: dataset ", ds.name, " is empty");
+  TG_CHECK(ds.images.numel() == n * ds.channels * plane, "channel_stats: dataset ", ds.name, " holds images ",
+           ds.images.shape(), ", expected [", n, ", ", ds.channels, "*", ds.rows, "*", ds.cols, "]");
+  const float* x = ds.images.data<float>();
+  std::vector<PixelStats> out(static_cast<size_t>(ds.channels));
+  for (int64_t c = 0; c < ds.channels; ++c) {
+    double sum = 0.0, sq = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* p = x + (i * ds.channels + c) * plane;
+      for (int64_t k = 0; k < plane; ++k) {
+        sum += p[k];
+        sq += double(p[k]) * p[k];
+      }
+    }
+    const double count = static_cast<double>(n * plane);
+    PixelStats& s = out[static_cast<size_t>(c)];
+    s.mean = sum / count;
+    s.std = std::sqrt(std::max(0.0, sq / count - s.mean * s.mean));
+    if (s.std == 0.0) s.std = 1.0;
+  }
+  return out;
+}
+
+ImageDataset pad_images(const ImageDataset& ds, int64_t pad) {
+  TG_CHECK(pad >= 0, "pad_images: pad ", pad, " must be >= 0");
+  const int64_t n = ds.size(), c = ds.channels, h = ds.rows, w = ds.cols, ph = h + 2 * pad, pw = w + 2 * pad;
+  TG_CHECK(ds.images.numel() == n * c * h * w, "pad_images: dataset ", ds.name, " holds images ", ds.images.shape(),
+           ", expected [", n, ", ", c, "*", h, "*", w, "]");
+  ImageDataset out = ds;
+  out.rows = ph;
+  out.cols = pw;
+  out.images = zeros({n, c * ph * pw}, DType::F32);
+  const float* src = ds.images.data<float>();
+  float* dst = out.images.data<float>();
+  for (int64_t plane = 0; plane < n * c; ++plane)  // plane = image * c + channel
+    for (int64_t r = 0; r < h; ++r)
+      std::copy_n(src + (plane * h + r) * w, w, dst + (plane * ph + r + pad) * pw + pad);
+  return out;
+}
+
 PixelStats pixel_stats(const ImageDataset& ds) {
   const float* x = ds.images.data<float>();
   const int64_t n = ds.images.numel();

@@ -1,6 +1,7 @@
 #include "tapegrad/datasets/loader.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <utility>
 
@@ -8,10 +9,30 @@ namespace tapegrad::datasets {
 
 DataLoader::DataLoader(const ImageDataset& ds, LoaderOptions opt) : ds_(ds), opt_(opt), n_(ds.size()) {
   TG_CHECK(opt_.batch_size >= 1, "DataLoader: batch_size ", opt_.batch_size, " must be at least 1");
-  TG_CHECK(opt_.std > 0.0, "DataLoader: std ", opt_.std, " must be positive");
   TG_CHECK(ds_.images.defined() && ds_.labels.defined() && ds_.images.dim() == 2 &&
                ds_.images.size(0) == n_ && ds_.images.dtype() == DType::F32 && ds_.labels.dtype() == DType::I64,
            "DataLoader: dataset ", ds_.name, " must hold F32 images [N, features] and I64 labels [N]");
+  const bool spatial = opt_.image_shape || opt_.crop_padding != 0 || opt_.horizontal_flip || !opt_.channel_mean.empty();
+  TG_CHECK(!spatial || ds_.channels * ds_.rows * ds_.cols == ds_.images.size(1), "DataLoader: dataset ", ds_.name,
+           " holds images ", ds_.images.shape(), ", not [N, channels*rows*cols] = [N, ", ds_.channels, "*", ds_.rows,
+           "*", ds_.cols, "]");
+  TG_CHECK(opt_.crop_padding >= 0, "DataLoader: crop_padding ", opt_.crop_padding, " must be >= 0");
+  const int64_t channels = spatial ? ds_.channels : 1;
+  if (opt_.channel_mean.empty() && opt_.channel_std.empty()) {
+    opt_.channel_mean.assign(static_cast<size_t>(channels), opt_.mean);
+    opt_.channel_std.assign(static_cast<size_t>(channels), opt_.std);
+  }
+  TG_CHECK(static_cast<int64_t>(opt_.channel_mean.size()) == channels &&
+               static_cast<int64_t>(opt_.channel_std.size()) == channels,
+           "DataLoader: ", opt_.channel_mean.size(), " channel means and ", opt_.channel_std.size(),
+           " channel stds for dataset ", ds_.name, " of ", channels, " channel(s)");
+  for (int64_t c = 0; c < channels; ++c) {
+    const double m = opt_.channel_mean[c], sd = opt_.channel_std[c];
+    TG_CHECK(sd > 0.0 && std::isfinite(sd) && std::isfinite(m), "DataLoader: std ", sd, " (mean ", m,
+             ") of channel ", c, " must be positive and finite");
+    shift_.push_back(static_cast<float>(m));
+    scale_.push_back(static_cast<float>(1.0 / sd));
+  }
   set_epoch(0);
 }
 
@@ -33,6 +54,20 @@ std::vector<int64_t> DataLoader::order(int64_t epoch) const {
   return idx;
 }
 
+Augmentation DataLoader::augmentation(int64_t epoch, int64_t sample) const {
+  Augmentation a{opt_.crop_padding, opt_.crop_padding, false};  // the identity: the window on the original
+  if (opt_.crop_padding == 0 && !opt_.horizontal_flip) return a;
+  // One 64-bit draw per (seed, epoch, sample); a stream apart from the shuffle's (the constant).
+  const uint64_t z = epoch_seed(epoch_seed(opt_.seed ^ 0x5DEECE66Dull, epoch), sample);
+  const auto span = static_cast<uint64_t>(2 * opt_.crop_padding + 1);
+  if (opt_.crop_padding > 0) {
+    a.dy = static_cast<int64_t>((z & 0xFFFFFF) % span);
+    a.dx = static_cast<int64_t>(((z >> 24) & 0xFFFFFF) % span);
+  }
+  a.flip = opt_.horizontal_flip && ((z >> 63) & 1);
+  return a;
+}
+
 void DataLoader::set_epoch(int64_t epoch) {
   order_ = order(epoch);
   epoch_ = epoch;
@@ -48,17 +83,44 @@ Batch DataLoader::batch(int64_t b) const {
   const int64_t begin = b * opt_.batch_size;
   const int64_t size = std::min(opt_.batch_size, n_ - begin);
   const int64_t features = ds_.images.size(1);
-  Batch out{empty({size, features}, DType::F32), empty({size}, DType::I64)};
+  const Shape shape = opt_.image_shape ? Shape{size, ds_.channels, ds_.rows, ds_.cols} : Shape{size, features};
+  Batch out{empty(shape, DType::F32), empty({size}, DType::I64)};
   const float* src = ds_.images.data<float>();
   const int64_t* labels = ds_.labels.data<int64_t>();
   float* x = out.x.data<float>();
   int64_t* y = out.y.data<int64_t>();
-  const float mean = static_cast<float>(opt_.mean), inv_std = static_cast<float>(1.0 / opt_.std);
+  const bool augment = opt_.crop_padding > 0 || opt_.horizontal_flip;
+  const int64_t channels = static_cast<int64_t>(scale_.size()), plane = features / channels;
   for (int64_t i = 0; i < size; ++i) {
     const int64_t s = order_[begin + i];
-    const float* row = src + s * features;
-    for (int64_t j = 0; j < features; ++j) x[i * features + j] = (row[j] - mean) * inv_std;
     y[i] = labels[s];
+    const float* image = src + s * features;
+    float* dst = x + i * features;
+    if (!augment) {
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t k = c * plane; k < (c + 1) * plane; ++k) dst[k] = (image[k] - shift_[c]) * scale_[c];
+      continue;
+    }
+    // Output pixel (r, col) of channel c is padded(r + dy, col' + dx) with col' = flip ? W-1-col : col, i.e.
+    // original (r + dy - p, col' + dx - p), or 0 outside the original.
+    const Augmentation a = augmentation(epoch_, s);
+    const int64_t h = ds_.rows, w = ds_.cols, p = opt_.crop_padding;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float pad_value = (0.0f - shift_[c]) * scale_[c];
+      for (int64_t r = 0; r < h; ++r) {
+        const int64_t sr = r + a.dy - p;
+        float* out_row = dst + (c * h + r) * w;
+        if (sr < 0 || sr >= h) {
+          std::fill_n(out_row, w, pad_value);
+          continue;
+        }
+        const float* in_row = image + (c * h + sr) * w;
+        for (int64_t col = 0; col < w; ++col) {
+          const int64_t sc = (a.flip ? w - 1 - col : col) + a.dx - p;
+          out_row[col] = (sc < 0 || sc >= w) ? pad_value : (in_row[sc] - shift_[c]) * scale_[c];
+        }
+      }
+    }
   }
   return out;
 }

@@ -28,12 +28,13 @@ DenseTransition::DenseTransition(int64_t in_planes, int64_t out_planes, Generato
 Tensor DenseTransition::forward(const Tensor& x) { return avg_pool2d(conv->forward(relu(bn->forward(x))), 2); }
 
 DenseNet::DenseNet(const std::vector<int64_t>& blocks, int64_t growth, double reduction, int64_t num_classes,
-                   Generator& gen)
-    : nn::Layer("DenseNet") {
+                   Generator& gen, int64_t in_channels)
+    : nn::Layer("DenseNet"), in_channels_(in_channels) {
   TG_CHECK(!blocks.empty() && growth > 0 && reduction > 0 && reduction <= 1, "DenseNet: invalid options (",
            blocks.size(), " blocks, growth ", growth, ", reduction ", reduction, ")");
+  TG_CHECK(in_channels >= 1, "DenseNet: in_channels ", in_channels, " must be >= 1");
   int64_t planes = 2 * growth;
-  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(3, planes, 3, 1, 1, false, gen));
+  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(in_channels, planes, 3, 1, 1, false, gen));
   for (size_t s = 0; s < blocks.size(); ++s) {
     auto block = register_module("dense" + std::to_string(s + 1), std::make_shared<nn::Sequential>());
     for (int64_t b = 0; b < blocks[s]; ++b) {
@@ -53,8 +54,8 @@ DenseNet::DenseNet(const std::vector<int64_t>& blocks, int64_t growth, double re
 }
 
 Tensor DenseNet::forward(const Tensor& x) {
-  TG_CHECK(x.dim() == 4 && x.size(1) == 3, "DenseNet: input ", x.shape(),
-           " is not a batch of RGB images [N, 3, H, W]");
+  TG_CHECK(x.dim() == 4 && x.size(1) == in_channels_, "DenseNet: input ", x.shape(), " is not a batch of ",
+           in_channels_ == 3 ? "RGB images" : "images", " [N, ", in_channels_, ", H, W]");
   Tensor out = conv1->forward(x);
   for (size_t s = 0; s < dense.size(); ++s) {
     out = dense[s]->forward(out);
@@ -64,8 +65,8 @@ Tensor DenseNet::forward(const Tensor& x) {
   return linear->forward(out.reshape({out.size(0), -1}));
 }
 
-std::shared_ptr<DenseNet> densenet121(int64_t num_classes, Generator& gen) {
-  return std::make_shared<DenseNet>(std::vector<int64_t>{6, 12, 24, 16}, 32, 0.5, num_classes, gen);
+std::shared_ptr<DenseNet> densenet121(int64_t num_classes, Generator& gen, int64_t in_channels) {
+  return std::make_shared<DenseNet>(std::vector<int64_t>{6, 12, 24, 16}, 32, 0.5, num_classes, gen, in_channels);
 }
 
 }  // namespace tapegrad::models

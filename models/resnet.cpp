@@ -40,11 +40,12 @@ Tensor BasicBlock::forward(const Tensor& x) {
 }
 
 ResNet::ResNet(const std::vector<int64_t>& blocks, const std::vector<int64_t>& widths, int64_t stem,
-               BasicBlock::Shortcut kind, int64_t num_classes, Generator& gen)
-    : nn::Layer("ResNet") {
+               BasicBlock::Shortcut kind, int64_t num_classes, Generator& gen, int64_t in_channels)
+    : nn::Layer("ResNet"), in_channels_(in_channels) {
   TG_CHECK(!blocks.empty() && blocks.size() == widths.size(), "ResNet: ", blocks.size(), " stage block counts for ",
            widths.size(), " widths");
-  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(3, stem, 3, 1, 1, false, gen));
+  TG_CHECK(in_channels >= 1, "ResNet: in_channels ", in_channels, " must be >= 1");
+  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(in_channels, stem, 3, 1, 1, false, gen));
   bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(stem));
   int64_t in = stem;
   for (size_t s = 0; s < blocks.size(); ++s) {
@@ -66,21 +67,22 @@ ResNet::ResNet(const std::vector<int64_t>& blocks, const std::vector<int64_t>& w
 }
 
 Tensor ResNet::forward(const Tensor& x) {
-  TG_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: input ", x.shape(), " is not a batch of RGB images [N, 3, H, W]");
+  TG_CHECK(x.dim() == 4 && x.size(1) == in_channels_, "ResNet: input ", x.shape(), " is not a batch of ",
+           in_channels_ == 3 ? "RGB images" : "images", " [N, ", in_channels_, ", H, W]");
   Tensor out = relu(bn1->forward(conv1->forward(x)));
   for (auto& l : layers) out = l->forward(out);
   out = pool_ ? avg_pool2d(out, pool_) : avg_pool2d(out, out.size(3));
   return linear->forward(out.reshape({out.size(0), -1}));
 }
 
-std::shared_ptr<ResNet> resnet34(int64_t num_classes, Generator& gen) {
+std::shared_ptr<ResNet> resnet34(int64_t num_classes, Generator& gen, int64_t in_channels) {
   return std::make_shared<ResNet>(std::vector<int64_t>{3, 4, 6, 3}, std::vector<int64_t>{64, 128, 256, 512}, 64,
-                                  BasicBlock::Shortcut::Projection, num_classes, gen);
+                                  BasicBlock::Shortcut::Projection, num_classes, gen, in_channels);
 }
 
-std::shared_ptr<ResNet> resnet20(int64_t num_classes, Generator& gen) {
+std::shared_ptr<ResNet> resnet20(int64_t num_classes, Generator& gen, int64_t in_channels) {
   return std::make_shared<ResNet>(std::vector<int64_t>{3, 3, 3}, std::vector<int64_t>{16, 32, 64}, 16,
-                                  BasicBlock::Shortcut::ZeroPad, num_classes, gen);
+                                  BasicBlock::Shortcut::ZeroPad, num_classes, gen, in_channels);
 }
 
 }  // namespace tapegrad::models

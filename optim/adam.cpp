@@ -56,20 +56,27 @@ void Adam::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
 }
 
 // The rate that multiplies m_t in update(): lr / (1 - beta1^t) / (sqrt(v_t) / sqrt(1 - beta2^t) + eps).
+Tensor Adam::effective_lr(size_t i) const {
+  Optimizer::effective_lr(i);  // checks the index
+  if (steps(i) == 0) return {};
+  const double t = static_cast<double>(steps(i));
+  const double step_size = lr() / (1 - std::pow(options_.betas[0], t));
+  const double bc2_sqrt = std::sqrt(1 - std::pow(options_.betas[1], t));
+  const State& st = state_[i];
+  const Tensor& v = options_.amsgrad ? st.max_exp_avg_sq : st.exp_avg_sq;
+  std::vector<double> rate = v.to_vector<double>();
+  for (double& x : rate) x = step_size / (std::sqrt(x) / bc2_sqrt + options_.eps);
+  return from_vector(rate, v.shape());
+}
+
 std::vector<LrStats> Adam::lr_telemetry() const {
   std::vector<LrStats> out;
   for (size_t i = 0; i < params().size(); ++i) {
     if (steps(i) == 0) continue;
-    const double t = static_cast<double>(steps(i));
-    const double step_size = lr() / (1 - std::pow(options_.betas[0], t));
-    const double bc2_sqrt = std::sqrt(1 - std::pow(options_.betas[1], t));
-    const State& st = state_[i];
-    std::vector<double> rate = (options_.amsgrad ? st.max_exp_avg_sq : st.exp_avg_sq).to_vector<double>();
-    for (double& v : rate) v = step_size / (std::sqrt(v) / bc2_sqrt + options_.eps);
     LrStats s;
     s.param = i;
     s.step = steps(i);
-    s.lr = lr_quantiles(std::move(rate));
+    s.lr = lr_quantiles(effective_lr(i).to_vector<double>());
     out.push_back(s);
   }
   return out;

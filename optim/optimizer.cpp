@@ -224,4 +224,9 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
   }
 }
 
+Tensor Optimizer::effective_lr(size_t i) const {
+  TG_CHECK(i < params_.size(), name_, ": effective_lr: parameter ", i, " out of range (", params_.size(), " parameters)");
+  return {};
+}
+
 }  // namespace tapegrad::optim

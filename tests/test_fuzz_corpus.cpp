@@ -43,5 +43,6 @@ void replay(const std::string& target) {
 }  // namespace
 
 TEST_CASE("fuzz corpus: IDX reader") { replay("idx"); }
+TEST_CASE("fuzz corpus: CIFAR-10 binary reader") { replay("cifar"); }
 TEST_CASE("fuzz corpus: safetensors and load_checkpoint") { replay("safetensors"); }
 TEST_CASE("fuzz corpus: optimizer spec strings") { replay("optim_spec"); }

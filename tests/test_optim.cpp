@@ -2,6 +2,7 @@
 // Luolc/AdaBound), constructor validation, optim::make() specs, schedulers and exact resume.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -676,4 +677,50 @@ TEST_CASE("lr_telemetry: hand-computed quantiles, bounds and clamped fractions")
     CHECK(s.lr.min == s.lr.max);
     CHECK((before - p.item()) / grads[2] == doctest::Approx(s.lr.median).epsilon(1e-10));
   }
+}
+
+TEST_CASE("effective_lr: the per-element rate of the Adam family is the one the update applied") {
+  // Step 3 with beta1 = 0: p_2 - p_3 = rate * g_3 element by element; the rate's shape is the parameter's.
+  for (const char* spec :
+       {"adam:lr=0.01,betas=0/0.99", "amsgrad:lr=0.01,betas=0/0.99", "adamw:lr=0.01,betas=0/0.99,weight_decay=0"}) {
+    CAPTURE(spec);
+    Tensor p = from_vector(std::vector<double>{0.5, -1.0, 2.0, 0.25, 0.0, 1.5}, {2, 3});
+    p.requires_grad_(true);
+    auto opt = optim::make(spec, {p});
+    CHECK_FALSE(opt->effective_lr(0).defined());  // no step yet
+    const std::vector<std::vector<double>> grads = {
+        {3, -1, 0.5, 2, 1e-3, -4}, {-0.5, 2, 1, 0.1, 1e-3, 1}, {0.25, 1, -2, 3, 1e-3, 0.5}};
+    std::vector<double> before;
+    for (const auto& g : grads) {
+      before = p.to_vector<double>();
+      p.set_grad(from_vector(g, {2, 3}));
+      opt->step();
+    }
+    const Tensor rate = opt->effective_lr(0);
+    REQUIRE(rate.defined());
+    CHECK(rate.shape() == Shape{2, 3});
+    CHECK(rate.dtype() == DType::F64);
+    const auto r = rate.to_vector<double>(), after = p.to_vector<double>();
+    for (size_t k = 0; k < r.size(); ++k)
+      CHECK((before[k] - after[k]) / grads[2][k] == doctest::Approx(r[k]).epsilon(1e-10));
+    // lr_telemetry summarises the same numbers.
+    const auto s = opt->lr_telemetry().at(0);
+    CHECK(s.lr.min == doctest::Approx(*std::min_element(r.begin(), r.end())));
+    CHECK(s.lr.max == doctest::Approx(*std::max_element(r.begin(), r.end())));
+    const std::string msg = [&] {
+      try {
+        opt->effective_lr(1);
+      } catch (const Error& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    }();
+    CHECK(msg.find("out of range") != std::string::npos);
+  }
+  Tensor p = zeros({2}, DType::F64);
+  p.requires_grad_(true);
+  auto sgd = optim::make("sgd:lr=0.1,momentum=0.9", {p});
+  p.set_grad(ones({2}, DType::F64));
+  sgd->step();
+  CHECK_FALSE(sgd->effective_lr(0).defined());  // no adaptive rate
 }

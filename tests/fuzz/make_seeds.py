@@ -20,6 +20,18 @@ put("idx", "trailing", labels + b"\0")
 put("idx", "lying-header", struct.pack(">IIII", 0x803, 60000, 28, 28) + bytes(16))
 put("idx", "truncated.gz", gzip.compress(images, mtime=0)[:-6])
 
+# CIFAR-10 binary: two records (label byte + 3072 pixel bytes), one record, and the classic faults.
+def cifar_record(label, k):
+    return bytes([label]) + bytes((7 * k + p) % 256 for p in range(3072))
+two = cifar_record(3, 0) + cifar_record(9, 1)
+os.makedirs(os.path.join(here, "cifar"), exist_ok=True)
+put("cifar", "two", two)
+put("cifar", "one", cifar_record(0, 2))
+put("cifar", "truncated", two[:-1])
+put("cifar", "label-10", cifar_record(1, 0) + cifar_record(10, 1))
+put("cifar", "empty", b"")
+put("cifar", "trailing", two + b"\0")
+
 # safetensors: tapegrad checkpoints of nn::Linear(2, 2) with Adam after one step (the fuzz target's model),
 # with the checksum tapegrad writes, and one without (as other frameworks write them).
 def safetensors(tensors, meta, checksum=True):

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "tapegrad/tapegrad.hpp"
+#include "tapegrad/datasets/cifar.hpp"
 #include "tapegrad/datasets/idx.hpp"
 
 namespace tapegrad::fuzz {
@@ -17,6 +18,22 @@ void idx(const uint8_t* data, size_t size) {
       uint64_t count = 1;
       for (int64_t d : a.dims) count *= static_cast<uint64_t>(d);
       if (a.data.size() != count) __builtin_trap();  // accepted, yet not prod(dims) bytes
+    } catch (const Error&) {
+    }
+  }
+}
+
+void cifar(const uint8_t* data, size_t size) {
+  for (int64_t expected : {0, 2}) {
+    try {
+      const datasets::ImageDataset ds = datasets::parse_cifar10(data, size, "fuzz input", expected);
+      const int64_t n = ds.size();
+      if (n < 1 || n * datasets::kCifarRecordBytes != static_cast<int64_t>(size)) __builtin_trap();
+      if (ds.images.shape() != Shape{n, datasets::kCifarPixels}) __builtin_trap();
+      for (float v : ds.images.to_vector<float>())
+        if (!(v >= 0.0f && v <= 1.0f)) __builtin_trap();
+      for (int64_t y : ds.labels.to_vector<int64_t>())
+        if (y < 0 || y >= datasets::kCifarClasses) __builtin_trap();
     } catch (const Error&) {
     }
   }
@@ -55,6 +72,7 @@ void optim_spec(const uint8_t* data, size_t size) {
 
 Target target(const std::string& name) {
   if (name == "idx") return idx;
+  if (name == "cifar") return cifar;
   if (name == "safetensors") return safetensors;
   if (name == "optim_spec") return optim_spec;
   return nullptr;

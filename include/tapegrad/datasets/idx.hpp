@@ -33,11 +33,12 @@ IdxArray parse_idx(const uint8_t* data, size_t size, uint32_t expected_magic, co
 void write_idx(const std::string& path, uint32_t magic, const std::vector<int64_t>& dims,
                const std::vector<uint8_t>& data);
 
-// Images with their labels.
+// Images with their labels. A row of `images` is one image, channel-major: channel c, row r, column x is
+// element (c * rows + r) * cols + x (MNIST: one channel; CIFAR-10: R, G, B planes).
 struct ImageDataset {
-  Tensor images;  // F32 [N, rows*cols], pixel / 255 in [0, 1]
+  Tensor images;  // F32 [N, channels*rows*cols], pixel / 255 in [0, 1]
   Tensor labels;  // I64 [N], in [0, num_classes)
-  int64_t rows = 0, cols = 0;
+  int64_t channels = 1, rows = 0, cols = 0;
   int64_t num_classes = 10;
   std::string name;  // e.g. "mnist/train"
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
@@ -63,5 +64,11 @@ ImageDataset head(const ImageDataset& ds, int64_t n);
 // Mean and standard deviation of every pixel of the dataset (for normalisation).
 struct PixelStats { double mean = 0.0, std = 1.0; };
 PixelStats pixel_stats(const ImageDataset& ds);
+// The same per channel: element c is channel c's (a std of 0 becomes 1).
+std::vector<PixelStats> channel_stats(const ImageDataset& ds);
+
+// The images framed by `pad` zero pixels on every side (rows + 2 pad, cols + 2 pad): Fashion-MNIST's 28x28
+// as CIFAR-10's 32x32 with pad 2. A copy; pad >= 0.
+ImageDataset pad_images(const ImageDataset& ds, int64_t pad);
 
 }  // namespace tapegrad::datasets

@@ -1,9 +1,17 @@
-// DataLoader: mini-batches (x, y) of an ImageDataset, in a seeded order, normalised on the way out.
+// DataLoader: mini-batches (x, y) of an ImageDataset, in a seeded order, augmented and normalised on the
+// way out.
 //
 // The order of epoch e is a function of (seed, e) alone: the permutation is drawn from a Generator seeded
 // with mix(seed, e). Nothing is carried from one epoch to the next, so a run resumed at epoch e sees the
 // batches it would have seen, and two runs with the same seed see the same batches (what lets several
 // optimizers be compared on the same data order).
+//
+// Augmentation (training on CIFAR-10, as the paper's reference code kuangliu/pytorch-cifar does with
+// torchvision): RandomCrop(size, padding=p) — the image framed by p zero pixels on each side, a window of
+// the original size at a random offset (dy, dx) in [0, 2p]^2 — then RandomHorizontalFlip (probability 1/2),
+// then Normalize per channel. The padding is zero before normalisation, so it reads -mean_c / std_c after.
+// The offset and the flip of dataset sample i in epoch e are a function of (seed, e, i) alone: not of the
+// batch it lands in, of the thread that computes it, or of what came before (resume stays exact).
 //
 //   DataLoader loader(train, {.batch_size = 128, .seed = 1});
 //   for (int64_t e = 0; e < epochs; ++e) {
@@ -20,7 +28,7 @@
 namespace tapegrad::datasets {
 
 struct Batch {
-  Tensor x;  // F32 [B, features], (pixel - mean) / std
+  Tensor x;  // F32 [B, features] (or [B, channels, rows, cols] with image_shape), (pixel - mean) / std
   Tensor y;  // I64 [B]
 };
 
@@ -31,11 +39,24 @@ struct LoaderOptions {
   uint64_t seed = 0;
   double mean = 0.0;       // x = (pixel - mean) / std
   double std = 1.0;
+  // Per channel instead, when not empty: one value per channel of the dataset (replaces mean and std).
+  std::vector<double> channel_mean = {}, channel_std = {};
+  bool image_shape = false;      // x as [B, channels, rows, cols] (conv nets) instead of [B, features]
+  int64_t crop_padding = 0;      // random crop with this zero padding (0: none)
+  bool horizontal_flip = false;  // random horizontal flip, probability 1/2
+};
+
+// The augmentation drawn for one sample of one epoch: the crop window starts at (dy, dx) of the padded
+// image (the original sits at (p, p)), then the window is mirrored left-right when flip.
+struct Augmentation {
+  int64_t dy = 0, dx = 0;
+  bool flip = false;
 };
 
 class DataLoader {
  public:
-  // Keeps a handle to the dataset's tensors (no copy). Throws on batch_size < 1 or std <= 0.
+  // Keeps a handle to the dataset's tensors (no copy). Throws on batch_size < 1, std <= 0, per-channel
+  // statistics of the wrong length, or a negative crop_padding.
   DataLoader(const ImageDataset& ds, LoaderOptions opt);
 
   // Selects the order of epoch e (0-based). Cheap; call it at the start of every epoch.
@@ -53,6 +74,8 @@ class DataLoader {
   // Generator(epoch_seed(seed, epoch)) by Fisher-Yates.
   std::vector<int64_t> order(int64_t epoch) const;
   static uint64_t epoch_seed(uint64_t seed, int64_t epoch);
+  // The augmentation of dataset sample `sample` in `epoch` (identity when neither crop nor flip is on).
+  Augmentation augmentation(int64_t epoch, int64_t sample) const;
 
  private:
   ImageDataset ds_;
@@ -60,6 +83,7 @@ class DataLoader {
   int64_t n_ = 0;
   int64_t epoch_ = 0;
   std::vector<int64_t> order_;
+  std::vector<float> scale_, shift_;  // per channel: x = pixel * scale + shift
 };
 
 }  // namespace tapegrad::datasets

@@ -39,15 +39,21 @@ class DenseTransition : public nn::Layer {
 
 class DenseNet : public nn::Layer {
  public:
-  DenseNet(const std::vector<int64_t>& blocks, int64_t growth, double reduction, int64_t num_classes, Generator& gen);
+  // in_channels: 3 (RGB); 1 for grey images (the Fashion-MNIST stand-in for CIFAR-10).
+  DenseNet(const std::vector<int64_t>& blocks, int64_t growth, double reduction, int64_t num_classes, Generator& gen,
+           int64_t in_channels = 3);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<nn::Conv2d> conv1;
   std::vector<std::shared_ptr<nn::Sequential>> dense;    // "dense1" .. "dense4"
   std::vector<std::shared_ptr<DenseTransition>> trans;   // "trans1" .. "trans3"
   std::shared_ptr<nn::BatchNorm2d> bn;
   std::shared_ptr<nn::Linear> linear;
+
+ private:
+  int64_t in_channels_ = 3;
 };
 
-std::shared_ptr<DenseNet> densenet121(int64_t num_classes = 10, Generator& gen = default_generator());
+std::shared_ptr<DenseNet> densenet121(int64_t num_classes = 10, Generator& gen = default_generator(),
+                                      int64_t in_channels = 3);
 
 }  // namespace tapegrad::models

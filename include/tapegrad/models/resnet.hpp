@@ -44,8 +44,9 @@ class BasicBlock : public nn::Layer {
 class ResNet : public nn::Layer {
  public:
   // widths: channels per stage; blocks: blocks per stage; stem: channels of the 3x3 stem.
+  // in_channels: 3 (RGB); 1 for grey images (the Fashion-MNIST stand-in for CIFAR-10).
   ResNet(const std::vector<int64_t>& blocks, const std::vector<int64_t>& widths, int64_t stem,
-         BasicBlock::Shortcut kind, int64_t num_classes, Generator& gen);
+         BasicBlock::Shortcut kind, int64_t num_classes, Generator& gen, int64_t in_channels = 3);
   Tensor forward(const Tensor& x) override;
 
   std::shared_ptr<nn::Conv2d> conv1;
@@ -55,9 +56,12 @@ class ResNet : public nn::Layer {
 
  private:
   int64_t pool_ = 0;  // the reference's final avg_pool2d kernel (4); 0: the whole plane
+  int64_t in_channels_ = 3;
 };
 
-std::shared_ptr<ResNet> resnet34(int64_t num_classes = 10, Generator& gen = default_generator());
-std::shared_ptr<ResNet> resnet20(int64_t num_classes = 10, Generator& gen = default_generator());
+std::shared_ptr<ResNet> resnet34(int64_t num_classes = 10, Generator& gen = default_generator(),
+                                 int64_t in_channels = 3);
+std::shared_ptr<ResNet> resnet20(int64_t num_classes = 10, Generator& gen = default_generator(),
+                                 int64_t in_channels = 3);
 
 }  // namespace tapegrad::models

@@ -46,6 +46,8 @@ class Adam : public Optimizer {
   explicit Adam(std::vector<Tensor> params, double lr = 1e-3, AdamOptions options = {});
   const AdamOptions& options() const { return options_; }
   std::vector<LrStats> lr_telemetry() const override;
+  // lr / (1 - beta1^t) / (sqrt(v) / sqrt(1 - beta2^t) + eps) per element (AMSGrad: vmax for v).
+  Tensor effective_lr(size_t i) const override;
   bool decoupled_weight_decay() const { return decoupled_; }
 
  protected:

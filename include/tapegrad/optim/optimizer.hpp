@@ -82,6 +82,11 @@ class Optimizer {
   // last step. Adaptive optimizers (AdaGrad, the Adam and AdaBound families) override it; the default, for
   // SGD, is empty.
   virtual std::vector<LrStats> lr_telemetry() const { return {}; }
+  // The same per element, on request: parameter i's effective learning rate of its last step as an F64
+  // tensor of the parameter's shape (what lr_telemetry() summarises; the paper's figure 1 draws it).
+  // Undefined when parameter i has not stepped yet or the optimizer has no such rate (SGD, and for now the
+  // AdaBound family, whose lr_telemetry() reports the clamped rate's distribution).
+  virtual Tensor effective_lr(size_t i) const;
 
  protected:
   // params: float leaves, no duplicates. lr: the initial learning rate, checked >= 0.
