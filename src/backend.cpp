@@ -102,6 +102,22 @@ void avg_pool2d_forward(const Tensor& x, const Window2d& g, Tensor& y) {
 void avg_pool2d_backward(const Tensor& gy, const Window2d& g, Tensor& gx) {
   TG_DISPATCH(avg_pool2d_backward, gy.device(), gy, g, gx);
 }
+void embedding_forward(const Tensor& weight, const Tensor& indices, Tensor& y) {
+  TG_DISPATCH(embedding_forward, weight.device(), weight, indices, y);
+}
+void embedding_backward(const Tensor& gy, const Tensor& indices, Tensor& gweight) {
+  TG_DISPATCH(embedding_backward, gy.device(), gy, indices, gweight);
+}
+void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const LstmWeights& w, Tensor& y, Tensor& hT,
+                  Tensor& cT, Tensor& reserve) {
+  TG_DISPATCH(lstm_forward, x.device(), x, h0, c0, w, y, hT, cT, reserve);
+}
+void lstm_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const LstmWeights& w, const Tensor& y,
+                   const Tensor& reserve, const Tensor& gy, const Tensor& ghT, const Tensor& gcT, Tensor& gx,
+                   Tensor& gh0, Tensor& gc0, LstmWeights& gw) {
+  TG_DISPATCH(lstm_backward, x.device(), x, h0, c0, w, y, reserve, gy, ghT, gcT, gx, gh0, gc0, gw);
+}
+void sum_squares(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_squares, x.device(), x, out); }
 void convert(const Tensor& src, Tensor& dst) { TG_DISPATCH(convert, src.device(), src, dst); }
 void fill(Tensor& t, double value) { TG_DISPATCH(fill, t.device(), t, value); }
 

@@ -45,3 +45,4 @@ void replay(const std::string& target) {
 TEST_CASE("fuzz corpus: IDX reader") { replay("idx"); }
 TEST_CASE("fuzz corpus: safetensors and load_checkpoint") { replay("safetensors"); }
 TEST_CASE("fuzz corpus: optimizer spec strings") { replay("optim_spec"); }
+TEST_CASE("fuzz corpus: word-level text corpus reader") { replay("text_corpus"); }
