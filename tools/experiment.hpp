@@ -1,0 +1,150 @@
+// The per-optimizer training driver shared by the replication programs (tools/mnist, tools/cifar,
+// tools/ptb): an experiment says how to build its model, how to compute the loss of batch b of an epoch and
+// how to evaluate; the driver trains every optimizer of the comparison in turn from the same initial
+// weights and owns everything else:
+//
+//   - run specs ("--optim": "adam:lr=1e-3", a bare name for its default, "LABEL=SPEC"), checked up front;
+//   - the lr schedule (--milestones, --lr-decay), the progress line with ETA on stderr;
+//   - per epoch: one JSON line per optimizer (<out>/<label>.jsonl) and an atomic checkpoint
+//     (<out>/<label>.ckpt) holding model, optimizer state, epoch, and the identity of the run;
+//   - --resume: each optimizer continues after its last complete epoch, bit for bit with the same
+//     --threads (the experiment's data order must be a function of (seed, epoch) alone);
+//   - the divergence guard: after every backward the loss and all gradients are checked finite before the
+//     optimizer sees them; a NaN/Inf stops that optimizer with the step, parameter and optimizer named,
+//     leaving its last good checkpoint (exit code 3), or --skip-nonfinite skips and counts such steps;
+//   - --telemetry N: effective learning-rate distributions (Optimizer::lr_telemetry) every N steps;
+//   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tapegrad/io.hpp"
+#include "tapegrad/nn/module.hpp"
+#include "tapegrad/optim.hpp"
+
+namespace tapegrad::tools {
+
+using json = nlohmann::ordered_json;  // keys in the order written
+
+// ---------------------------------------------------------------------------------------------- strings
+std::string lower(std::string s);
+std::string trim(const std::string& s);
+std::string join(const std::vector<std::string>& v, const std::string& sep);
+std::string fmt(const char* f, double v);  // snprintf of one number
+std::string hms(double seconds);           // "1:02:03", "2:03"
+// Writes text to path through a temporary file and a rename: readers see the old or the new file.
+void write_atomically(const std::string& path, const std::string& text);
+// A loud banner on stderr (a data substitution, for instance).
+void banner(const std::string& note);
+
+// ------------------------------------------------------------------------------------------- run specs
+struct RunSpec {
+  std::string label;  // "AdaBound"; also names the files (lower case)
+  std::string spec;   // what optim::make() takes
+};
+// "--optim" values: each may hold several specs separated by ';' or spaces. A spec is "name:k=v,...",
+// a bare name or label ("adam", "sgdm": its spec in `defaults`), or "LABEL=SPEC". No values: `defaults`.
+std::vector<RunSpec> parse_runs(const std::vector<std::string>& values, const std::vector<RunSpec>& defaults);
+// The paper's six with the hyperparameters of its released code; `extra` (",weight_decay=5e-4") is
+// appended to each spec.
+std::vector<RunSpec> paper_runs(const std::string& extra = "");
+
+// ---------------------------------------------------------------------------------------------- progress
+// The progress line on stderr: rewritten in place on a terminal, a plain line every few seconds otherwise.
+class Progress {
+ public:
+  Progress(int64_t total_steps, std::string unit);
+  // One step done: "HEAD step S/STEPS  loss L  R UNIT/s  ETA".
+  void step(const std::string& head, int64_t step, int64_t steps, double loss, double per_second);
+  void skip(int64_t steps);               // steps that will not run (resumed, stopped)
+  void say(const std::string& line);      // a line that stays
+  std::string eta() const;
+
+ private:
+  bool tty_;
+  int64_t total_, done_at_start_ = 0, done_ = 0;
+  std::string unit_;
+  std::chrono::steady_clock::time_point start_, last_;
+  bool open_ = false;
+};
+
+// ------------------------------------------------------------------------------------------- the driver
+// The flags every replication program shares (add_common_flags registers them).
+struct CommonConfig {
+  std::vector<std::string> optim;
+  int64_t epochs = 1;
+  uint64_t seed = 1;
+  std::string out;
+  int threads = 0;
+  bool resume = false;
+  std::vector<int64_t> milestones;
+  double lr_decay = 0.1;
+  int64_t telemetry = 0;     // every N steps; 0: off
+  bool skip_nonfinite = false;
+  int64_t debug_nan_at = 0;  // poisons one gradient at this step (1-based, over epochs): tests only
+};
+void add_common_flags(CLI::App& app, CommonConfig& c);
+// Checks the shared flags and applies --threads; throws an Error naming the flag.
+void check_common_flags(const CommonConfig& c);
+
+// What one training step reports: the mean loss of the batch (recorded, scalar), how many samples
+// (images, tokens) it averages over, and how many were classified correctly (-1: not an accuracy task).
+struct StepResult {
+  Tensor loss;
+  int64_t count = 0;
+  int64_t correct = -1;
+};
+
+struct Experiment {
+  std::string name;       // "mnist": messages, summary.json
+  std::string title;      // first line of summary.md
+  std::string dataset;    // short data name in every JSON line
+  std::string note;       // a loud remark about the data (substitution), kept in the results
+  std::string unit = "samples";  // throughput unit: "<unit>_per_s" in the JSON lines
+  Metadata identity;      // what a checkpoint must match to be resumed (spec and epoch are added)
+  json summary_fields = json::object();  // extra fields of summary.json
+  int64_t steps_per_epoch = 0;
+
+  // Builds the model afresh from `init` (the same seed for every optimizer) and returns it; the
+  // experiment keeps it (typed) for its step and evaluation functions.
+  std::function<nn::Module&(Generator& init)> make_model;
+  // Called before the first step of each epoch (0-based e: set the data order, reset carried state).
+  std::function<void(int64_t epoch)> begin_epoch = [](int64_t) {};
+  // Forward of batch b (0-based) of epoch e; the driver zeroes the gradients and runs backward.
+  std::function<StepResult(int64_t epoch, int64_t b)> step;
+  // After backward, after the finite check, before the update (gradient clipping); may be empty.
+  std::function<void()> before_update;
+  // Evaluation (the driver sets eval mode and no-grad): the held-out metrics, e.g. {"test_loss",
+  // "test_acc"} or {"valid_ppl", "test_ppl"}. Each key goes into the epoch's JSON line.
+  std::function<json()> evaluate;
+  // Extra fields of an epoch's JSON line from its train loss (e.g. train perplexity); may be empty.
+  std::function<void(json& line)> decorate;
+
+  // The metric the summary ranks by, and the paper's value of it per optimizer label (may be empty).
+  std::string best_key = "test_acc";
+  bool higher_is_better = true;
+  bool percent = true;  // show the metric as a percentage
+  std::map<std::string, double> paper;
+  std::string paper_caption;  // what the paper's column is ("ResNet-34 on CIFAR-10, 200 epochs")
+};
+
+// Trains every run of the comparison; returns the exit code (0, or 3 when an optimizer was stopped by a
+// NaN/Inf). Errors (bad flags, bad checkpoints) are thrown.
+int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Experiment& ex);
+
+// The main() of a replication program: parses, runs, and turns errors into messages and exit codes
+// (2: bad input, 1: unexpected).
+int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::function<int()>& run);
+
+// Number of rows whose argmax equals the label: logits [N, C], labels I64 [N].
+int64_t count_correct(const Tensor& logits, const Tensor& labels);
+
+}  // namespace tapegrad::tools
