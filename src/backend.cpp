@@ -45,12 +45,12 @@ void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n
                       Tensor& gx) {
   TG_DISPATCH(softmax_backward, g.device(), g, y, outer, n, inner, log, gx);
 }
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
-  TG_DISPATCH(cross_entropy, logits.device(), logits, labels, loss, probs);
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& lse) {
+  TG_DISPATCH(cross_entropy, logits.device(), logits, labels, loss, lse);
 }
-void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
-                            Tensor& glogits) {
-  TG_DISPATCH(cross_entropy_backward, probs.device(), probs, labels, g, factor, glogits);
+void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& labels, const Tensor& g,
+                            double factor, Tensor& glogits) {
+  TG_DISPATCH(cross_entropy_backward, logits.device(), logits, lse, labels, g, factor, glogits);
 }
 void dropout_mask(double p, Generator& gen, Tensor& mask) { TG_DISPATCH(dropout_mask, mask.device(), p, gen, mask); }
 void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {

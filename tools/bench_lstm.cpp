@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
              {"bptt", bptt}, {"dropout", 0.0}, {"optim", "sgdm"}, {"clip", clip},
              {"params", model.num_parameters()}}));
         bench::progress(id + ": " + std::to_string(int(tokens / bench::median(secs))) + " tok/s (" +
-                        std::to_string(bench::median(secs) * 1e3) + " ms/step)");
+                        bench::fmt_ms(bench::median(secs)) + " ms/step) noise=" + bench::last_noise().dump());
       }
     }
     std::cout << bench::json{{"bench", "lstm_step"}, {"meta", bench::meta()}, {"results", results}}.dump() << "\n";

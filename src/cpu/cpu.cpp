@@ -475,7 +475,10 @@ void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n
   });
 }
 
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+// Row by row, Eigen's vectorised exp: the forward reads the logits once (max, then the sum of exponentials of a
+// row that stays in cache) and keeps only lse [N]; the backward recomputes the softmax from the logits while
+// writing the gradient. Neither stores an [N, C] softmax.
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& lse) {
   int64_t N = logits.size(0), C = logits.size(1);
   const int64_t* pl = ptr<int64_t>(labels);
   for (int64_t i = 0; i < N; ++i)
@@ -483,38 +486,34 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Ten
              ") for logits of shape ", logits.shape());
   dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
     const T* px = ptr<T>(logits);
-    T* pp = ptr<T>(probs);
+    T* ps = ptr<T>(lse);
     T* po = ptr<T>(loss);
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T* row = px + i * C;
-        T* prow = pp + i * C;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t c = 0; c < C; ++c) mx = std::max(mx, row[c]);
-        T sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += (prow[c] = std::exp(row[c] - mx));
-        T inv = T(1) / sum;
-        for (int64_t c = 0; c < C; ++c) prow[c] *= inv;
-        po[i] = mx + std::log(sum) - row[pl[i]];
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> row(px + i * C, C);
+        const T mx = row.template maxCoeff<Eigen::PropagateNaN>();
+        ps[i] = mx + std::log((row - mx).exp().sum());
+        po[i] = ps[i] - row[pl[i]];
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));
   });
 }
 
-void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
-                            Tensor& glogits) {
-  int64_t N = probs.size(0), C = probs.size(1);
+void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& labels, const Tensor& g,
+                            double factor, Tensor& glogits) {
+  int64_t N = logits.size(0), C = logits.size(1);
   const int64_t* pl = ptr<int64_t>(labels);
-  dispatch_float(probs.dtype(), "cross_entropy_backward", [&]<class T>() {
-    const T* pp = ptr<T>(probs);
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    const T* px = ptr<T>(logits);
+    const T* ps = ptr<T>(lse);
     const T* pg = ptr<T>(g);
     T* po = ptr<T>(glogits);
     bool scalar_g = g.numel() == 1;
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         T s = static_cast<T>(factor) * (scalar_g ? pg[0] : pg[i]);
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) po[i * C + c] = pp[i * C + c] * s;
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> out(po + i * C, C);
+        out = (Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(px + i * C, C) - ps[i]).exp() * s;
         po[i * C + pl[i]] -= s;
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));

@@ -241,7 +241,8 @@ void lstm_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Ls
 
 // ---- gradient clipping -----------------------------------------------------------------------
 
-// Fixed blocks per thread, combined in thread order: the same threads give the same sum.
+// Fixed blocks per thread, combined in thread order: the same threads give the same sum. Within a block,
+// chunks of 4096 elements are summed in T by Eigen (vectorised) and the chunk sums accumulated in f64.
 void sum_squares(const Tensor& x, Tensor& out) {
   dispatch_float(x.dtype(), "sum_squares", [&]<class T>() {
     const T* p = ptr<T>(x);
@@ -249,8 +250,8 @@ void sum_squares(const Tensor& x, Tensor& out) {
     std::vector<double> part(static_cast<size_t>(omp_get_max_threads()), 0.0);
     parallel_for(n, [&](int64_t b, int64_t e) {
       double acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t i = b; i < e; ++i) acc += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+      for (int64_t i = b; i < e; i += 4096)
+        acc += static_cast<double>(CArr<T>(p + i, std::min<int64_t>(4096, e - i)).square().sum());
       part[static_cast<size_t>(omp_in_parallel() ? omp_get_thread_num() : 0)] = acc;
     });
     double total = 0;
