@@ -9,10 +9,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <sstream>
-#include <thread>
-#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +17,10 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "tapegrad/ops.hpp"
@@ -33,24 +32,31 @@ using json = nlohmann::ordered_json;
 // Wall-clock seconds; with TG_BENCH_CPU_CLOCK=1 in the environment, the process's CPU seconds instead (for
 // comparing two variants of a kernel with --threads 1 on a machine that other work keeps busy: a program
 // that waits for the CPU accrues no CPU time). Published figures are wall-clock.
-inline double now() {
+inline bool cpu_clock() {
   static const bool cpu = [] {
     const char* v = std::getenv("TG_BENCH_CPU_CLOCK");
     return v && *v == '1';
   }();
-  if (cpu) {
+  return cpu;
+}
+inline double wall() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+inline double now() {
+  if (cpu_clock()) {
     timespec t{};
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
   }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return wall();
 }
 
 // Noise control, as ../shared/bench/benchlib.py does it (the machine may be shared with builds): before each
 // timed block, wait until other processes use less than BENCH_QUIET (default 0.05) of all CPUs over half a
 // second (at most BENCH_MAX_WAIT seconds, default 90, in all); a block during which they used more is timed
 // again, up to BENCH_ATTEMPTS (default 3) x repeats blocks, and then the least disturbed ones are kept.
-// last_noise() reports what happened, for the result's "noise" field.
+// last_noise() reports what happened, for the result's "noise" field. With TG_BENCH_CPU_CLOCK=1 nothing waits
+// (CPU time does not count what others take).
 namespace detail {
 inline double env_or(const char* name, double fallback) {
   const char* v = std::getenv(name);
@@ -88,12 +94,13 @@ inline const json& last_noise() { return detail::noise(); }
 
 // Sleeps until other processes use less than BENCH_QUIET of the CPUs over half a second, or max_wait passed.
 inline double wait_quiet(double max_wait) {
-  const double quiet = detail::env_or("BENCH_QUIET", 0.05), t0 = now();
+  if (cpu_clock()) return 0.0;
+  const double quiet = detail::env_or("BENCH_QUIET", 0.05), t0 = wall();
   while (true) {
     const auto start = detail::busy_jiffies();
-    const double p0 = now();
+    const double p0 = wall();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    if (detail::foreign_share(start, now() - p0) < quiet || now() - t0 > max_wait) return now() - t0;
+    if (detail::foreign_share(start, wall() - p0) < quiet || wall() - t0 > max_wait) return wall() - t0;
   }
 }
 
@@ -114,8 +121,9 @@ inline std::vector<double> time_blocks(const std::function<void()>& fn, int repe
     waited += wait_quiet(std::max(0.0, detail::env_or("BENCH_MAX_WAIT", 90) - waited));
     const auto start = detail::busy_jiffies();
     t0 = now();
+    const double w0 = wall();
     for (int i = 0; i < iters; ++i) fn();
-    const double dt = now() - t0, f = detail::foreign_share(start, dt);
+    const double dt = now() - t0, f = cpu_clock() ? 0.0 : detail::foreign_share(start, wall() - w0);
     (f < quiet ? clean : dirty).push_back({dt / iters, f});
   }
   std::sort(dirty.begin(), dirty.end(), [](auto& a, auto& b) { return a.second < b.second; });
