@@ -36,6 +36,9 @@ void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64
           int64_t stride_a, const Tensor& b, int64_t stride_b, double beta, Tensor& c) {
   TG_DISPATCH(gemm, a.device(), trans_a, trans_b, batch, m, n, k, alpha, a, stride_a, b, stride_b, beta, c);
 }
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  TG_DISPATCH(linear_forward, x.device(), x, w, bias, y);
+}
 void add_bias_rows(Tensor& y, const Tensor& bias) { TG_DISPATCH(add_bias_rows, y.device(), y, bias); }
 void sum_rows(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_rows, x.device(), x, out); }
 void softmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& y) {

@@ -18,11 +18,13 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../internal.hpp"
 #include "cpu.hpp"
 #include "parallel.hpp"
+#include "sgemm.hpp"
 
 namespace tapegrad::cpu {
 
@@ -145,12 +147,24 @@ void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Lst
       int64_t j0, j1;
       unit_band(H, omp_get_num_threads(), omp_get_thread_num(), j0, j1);
       const int64_t n = j1 - j0;
+      // f32 on AVX-512: this thread's four bands of w_hh^T packed once for the whole sequence.
+      constexpr bool fast = std::is_same_v<T, float>;
+      sgemm::PackedB packed[4];
+      if constexpr (fast)
+        if (sgemm::available() && n > 0)
+          for (int64_t q = 0; q < 4; ++q) sgemm::pack(true, H, n, Whh + (q * H + j0) * H, H, packed[q]);
       for (int64_t t = 0; t < T_; ++t) {
         T* At = A + t * B * G4;
         const T* hprev = t > 0 ? Y + (t - 1) * B * H : H0;
         if (n > 0 && hprev != nullptr)
-          for (int64_t q = 0; q < 4; ++q)  // a[:, q H + j0 .. q H + j1) += h_{t-1} w_hh[q H + j0 .., :]^T
+          for (int64_t q = 0; q < 4; ++q) {  // a[:, q H + j0 .. q H + j1) += h_{t-1} w_hh[q H + j0 .., :]^T
+            if constexpr (fast)
+              if (sgemm::available()) {
+                sgemm::gemm(false, B, hprev, H, packed[q], 1.0f, 1.0f, At + q * H + j0, G4);
+                continue;
+              }
             gemm_nt_acc<T>(B, n, H, hprev, H, Whh + (q * H + j0) * H, H, At + q * H + j0, G4);
+          }
         for (int64_t b = 0; n > 0 && b < B; ++b) {
           T* a = At + b * G4;
           Arr<T> gi(a + j0, n), gf(a + H + j0, n), gg(a + 2 * H + j0, n), go(a + 3 * H + j0, n);
@@ -218,7 +232,14 @@ void lstm_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Ls
 #pragma omp barrier
         // dh_{t-1}[:, j0:j1) = dA_t w_hh[:, j0:j1): the columns this thread's next step reads.
         T* out = t > 0 ? dh.data() : gH0;
-        if (n > 0 && out != nullptr) gemm_nn<T>(B, n, G4, dA + t * B * G4, G4, Whh + j0, H, out + j0, H);
+        if (n > 0 && out != nullptr) {
+          if constexpr (std::is_same_v<T, float>)
+            if (sgemm::available()) {
+              sgemm::gemm(false, false, B, n, G4, 1.0f, dA + t * B * G4, G4, Whh + j0, H, 0.0f, out + j0, H);
+              continue;
+            }
+          gemm_nn<T>(B, n, G4, dA + t * B * G4, G4, Whh + j0, H, out + j0, H);
+        }
       }
     }
     if (gc0.defined()) std::memcpy(ptr<T>(gc0), dc.data(), sizeof(T) * B * H);

@@ -66,10 +66,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              " (expected [", out_f, "])");
   }
   int64_t N = x.size(0);
-  // The bias goes in first and the product is added to it: one pass over y fewer than adding it after.
   Tensor y = make_tensor({N, out_f}, x.dtype(), x.device());
-  if (bias.defined()) backend::expand(bias, y);
-  backend::gemm(false, true, 1, N, out_f, in_f, 1.0, x, 0, weight, 0, bias.defined() ? 1.0 : 0.0, y);
+  backend::linear_forward(x, weight, bias, y);
   if (needs_grad({x, weight, bias})) {
     bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
     record("linear", {x, weight, bias}, {y},
