@@ -149,7 +149,7 @@ void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Lst
       const int64_t n = j1 - j0;
       // f32 on AVX-512: this thread's four bands of w_hh^T packed once for the whole sequence.
       constexpr bool fast = std::is_same_v<T, float>;
-      sgemm::PackedB packed[4];
+      thread_local sgemm::PackedB packed[4];  // kept between calls: no allocation per sequence
       if constexpr (fast)
         if (sgemm::available() && n > 0)
           for (int64_t q = 0; q < 4; ++q) sgemm::pack(true, H, n, Whh + (q * H + j0) * H, H, packed[q]);
