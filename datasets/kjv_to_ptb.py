@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""kjv_to_ptb.py VERSES OUT_DIR: the King James Bible in the Penn Treebank layout.
+"""kjv_to_ptb.py VERSES OUT_DIR [--vocab N] [--any-size]: the King James Bible in the Penn Treebank layout.
 
 VERSES is the output of `bible -f Gen1:1-Rev22:21` (Debian's bible-kjv): one verse a line, "Ref text".
 Writes OUT_DIR/ptb.train.txt, ptb.valid.txt, ptb.test.txt and README (how they were made, with counts).
@@ -40,12 +40,19 @@ def tokens(text):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: kjv_to_ptb.py VERSES OUT_DIR")
-    src, out_dir = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    any_size = "--any-size" in args
+    args = [a for a in args if a != "--any-size"]
+    vocab_words = VOCAB_WORDS
+    if len(args) == 4 and args[2] == "--vocab" and args[3].isdigit() and int(args[3]) > 2:
+        vocab_words = int(args[3]) - 2
+        args = args[:2]
+    if len(args) != 2:
+        sys.exit("usage: kjv_to_ptb.py VERSES OUT_DIR [--vocab N] [--any-size]")
+    src, out_dir = args
     with open(src, encoding="latin-1") as f:
         lines = [l.rstrip("\n") for l in f if l.strip()]
-    if len(lines) < 30000:
+    if len(lines) < 30000 and not any_size:
         sys.exit(f"kjv_to_ptb.py: {src} holds {len(lines)} verses; expected the whole Bible (31,102)")
     splits = {"train": [], "valid": [], "test": []}
     for k, line in enumerate(lines):
@@ -55,7 +62,7 @@ def main():
         block = (k // 100) % 20
         splits["valid" if block == 18 else "test" if block == 19 else "train"].append(tokens(text))
     counts = collections.Counter(w for verse in splits["train"] for w in verse)
-    keep = {w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:VOCAB_WORDS]}
+    keep = {w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:vocab_words]}
     os.makedirs(out_dir, exist_ok=True)
     stats = []
     for name, verses in splits.items():

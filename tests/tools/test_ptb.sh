@@ -61,6 +61,17 @@ assert all(r["best_test_ppl"] < 0.8 * s["vocab"] for r in s["runs"]), (s["vocab"
 PY
 grep -q "test_ppl" "$tmp/straight/summary.md" || fail "no perplexity table in summary.md"
 
+# The divergence guard of the driver: a NaN injected into a gradient at step 5 (of each optimizer) stops it before
+# its update, naming the step, the parameter and the optimizer; no checkpoint is written; exit code 3.
+set +e
+"$ptb" "${common[@]}" --epochs 1 --debug-nan-at 5 --out "$tmp/nan" > "$tmp/lognan" 2>&1
+rc=$?
+set -e
+[ $rc -eq 3 ] || { cat "$tmp/lognan"; fail "--debug-nan-at 5 exited $rc, expected 3"; }
+grep -q "step 5 .*optimizer SGD.*'encoder.weight'" "$tmp/lognan" || { cat "$tmp/lognan"; fail "the NaN was not named"; }
+grep -q "step 5 .*optimizer AdaBound" "$tmp/lognan" || fail "the second optimizer did not run after the first stopped"
+[ ! -e "$tmp/nan/sgd.ckpt" ] || fail "a checkpoint was written for a run that stopped in its first epoch"
+
 bad() {  # expected-message args...
   local want=$1
   shift
