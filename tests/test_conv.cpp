@@ -69,7 +69,9 @@ TEST_CASE("conv2d in f32 agrees with f64: forward and both gradients") {
   struct C { Shape x, w; int64_t s, pad; };
   for (const C& c : {C{{2, 3, 9, 7}, {5, 3, 3, 3}, 1, 1}, C{{5, 20, 6, 6}, {13, 20, 3, 3}, 1, 1},
                      C{{3, 40, 5, 5}, {17, 40, 3, 3}, 2, 1}, C{{6, 9, 4, 4}, {24, 9, 1, 1}, 1, 0},
-                     C{{4, 8, 7, 7}, {16, 8, 1, 1}, 2, 0}, C{{2, 64, 4, 4}, {8, 64, 3, 3}, 1, 1}}) {
+                     C{{4, 8, 7, 7}, {16, 8, 1, 1}, 2, 0}, C{{2, 64, 4, 4}, {8, 64, 3, 3}, 1, 1},
+                     // 32 channels and more: the weight gradient's transposed product (with a tile tail)
+                     C{{3, 6, 5, 5}, {40, 6, 3, 3}, 1, 1}, C{{9, 16, 4, 4}, {64, 16, 3, 3}, 2, 1}}) {
     CAPTURE(c.x);
     CAPTURE(c.w);
     Tensor x64 = tg::randn(c.x, g, tg::DType::F64), w64 = tg::randn(c.w, g, tg::DType::F64);

@@ -44,12 +44,15 @@ std::vector<ConvShape> conv_shapes(const std::string& model) {
   TG_FAIL("bench_cnn --layers: unknown model '", model, "' (resnet20, resnet34)");
 }
 
-bench::json bench_layers(const std::string& model, int64_t batch, int repeats) {
+bench::json bench_layers(const std::string& model, int64_t batch, int repeats, const std::string& only) {
   bench::json results = bench::json::array();
   tg::Generator gen(0);
   double total_fwd = 0, total_train = 0, flop_fwd = 0;
   for (const ConvShape& s : conv_shapes(model)) {
     const int64_t pad = s.r / 2, out = (s.side + 2 * pad - s.r) / s.stride + 1;
+    const std::string shape = std::to_string(s.c) + "x" + std::to_string(s.k) + "_k" + std::to_string(s.r) + "s" +
+                              std::to_string(s.stride) + "_" + std::to_string(s.side) + "px";
+    if (shape.find(only) == std::string::npos) continue;
     const double flop = 2.0 * batch * s.k * out * out * s.c * s.r * s.r;  // one pass
     tg::Tensor x = tg::randn({batch, s.c, s.side, s.side}, gen).requires_grad_(true);
     tg::Tensor w = tg::randn({s.k, s.c, s.r, s.r}, gen).requires_grad_(true);
@@ -64,9 +67,7 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats) {
       tg::conv2d(x, w, tg::Tensor(), s.stride, pad).backward(gy);
     };
     const auto f = bench::time_blocks(fwd, repeats, 2, 0.2), t = bench::time_blocks(train, repeats, 2, 0.2);
-    const std::string id = model + "_conv_" + std::to_string(s.c) + "x" + std::to_string(s.k) + "_k" +
-                           std::to_string(s.r) + "s" + std::to_string(s.stride) + "_" + std::to_string(s.side) +
-                           "px_b" + std::to_string(batch);
+    const std::string id = model + "_conv_" + shape + "_b" + std::to_string(batch);
     bench::json r = bench::summarize(id, t, {{"train_GFLOP_per_s", 3 * flop / 1e9}},
                                      {{"model", model}, {"c", s.c}, {"k", s.k}, {"kernel", s.r}, {"stride", s.stride},
                                       {"side", s.side}, {"batch", batch}, {"count", s.count}});
@@ -92,18 +93,19 @@ int main(int argc, char** argv) {
   CLI::App app{"tapegrad CNN step benchmark"};
   int threads = 2, repeats = 3, batch = 128;
   std::vector<std::string> models{"resnet20"};
-  std::string layers;
+  std::string layers, only;
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--model", models, "resnet20, resnet34, densenet121");
   app.add_option("--repeats", repeats, "timed blocks");
   app.add_option("--batch", batch, "batch size");
   app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34) instead");
+  app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\")");
   CLI11_PARSE(app, argc, argv);
   try {
     tg::set_num_threads(threads);
     bench::json results = bench::json::array();
     if (!layers.empty()) {
-      results = bench_layers(layers, batch, repeats);
+      results = bench_layers(layers, batch, repeats, only);
       std::cout << bench::json{{"bench", "cnn_layers"}, {"meta", bench::meta()}, {"results", results}}.dump() << "\n";
       return 0;
     }

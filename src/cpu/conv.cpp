@@ -216,15 +216,26 @@ constexpr int64_t kNR = 32;  // columns of C per micro-tile (pixels: two AVX-512
 
 // A [M, D] (element (m, d) at a[m a_rs + d a_cs]) in panels of kMR rows: ap[m0 D + d kMR + i] = A[m0 + i, d],
 // zero past M.
+// The buffer is the calling thread's, reused from call to call (a fresh one of ResNet-34's 9 MB would cost a
+// page fault per 4 KiB every time): one PackedA per thread at a time.
 struct PackedA {
-  std::vector<float> data;
+  float* data;
   int64_t M = 0, D = 0;
   PackedA(const float* a, int64_t a_rs, int64_t a_cs, int64_t m, int64_t d) : M(m), D(d) {
+    thread_local std::vector<float> buf;
     const int64_t panels = (M + kMR - 1) / kMR;
-    data.assign(static_cast<size_t>(panels * kMR * D), 0.0f);
+    if (static_cast<int64_t>(buf.size()) < panels * kMR * D) buf.resize(static_cast<size_t>(panels * kMR * D));
+    data = buf.data();
     for (int64_t p = 0; p < panels; ++p)
-      for (int64_t i = 0; i < kMR && p * kMR + i < M; ++i)
-        for (int64_t k = 0; k < D; ++k) data[(p * D + k) * kMR + i] = a[(p * kMR + i) * a_rs + k * a_cs];
+      for (int64_t i = 0; i < kMR; ++i) {
+        float* dst = data + p * D * kMR + i;
+        if (p * kMR + i >= M) {
+          for (int64_t k = 0; k < D; ++k) dst[k * kMR] = 0.0f;
+          continue;
+        }
+        const float* src = a + (p * kMR + i) * a_rs;
+        for (int64_t k = 0; k < D; ++k) dst[k * kMR] = src[k * a_cs];
+      }
   }
 };
 
@@ -232,7 +243,8 @@ inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask
 
 // C[0:mr, 0:n] (+)= ap [kc, kMR]^T b [kc, n] (+ bias), mr <= kMR, n <= kNR. 16 accumulators, two vectors
 // of B and kMR broadcasts of A per step of depth.
-template <bool kAccumulate>
+// kFull: n = kNR, plain loads of B (masked loads issue at half the rate on some cores).
+template <bool kAccumulate, bool kFull>
 inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc,
                          int64_t mr, int64_t n, const float* bias) {
   const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
@@ -240,7 +252,14 @@ inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t k
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t d = 0; d < kc; ++d) {
-    const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + d * ldb), b1 = _mm512_maskz_loadu_ps(m1, b + d * ldb + 16);
+    __m512 b0, b1;
+    if constexpr (kFull) {
+      b0 = _mm512_loadu_ps(b + d * ldb);
+      b1 = _mm512_loadu_ps(b + d * ldb + 16);
+    } else {
+      b0 = _mm512_maskz_loadu_ps(m0, b + d * ldb);
+      b1 = _mm512_maskz_loadu_ps(m1, b + d * ldb + 16);
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[d * kMR + i]);
@@ -266,23 +285,28 @@ inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t k
   }
 }
 
-// C [M, L] (row stride ldc) = A B (+ bias [M]) for B [D, L] (row stride ldb), blocked over the depth so
-// that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
+// C [M, L] (row stride ldc) = A B (+ bias [M]), or += with `accumulate`, for B [D, L] (row stride ldb),
+// blocked over the depth so that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
 void matmul_packed(const PackedA& A, const float* b, int64_t ldb, int64_t L, float* c, int64_t ldc,
-                   const float* bias) {
+                   const float* bias, bool accumulate = false) {
   const int64_t D = A.D, blocks = std::max<int64_t>(1, (D + 159) / 160), step = (D + blocks - 1) / blocks;
   for (int64_t d0 = 0; d0 < D; d0 += step) {
     const int64_t kc = std::min(step, D - d0);
-    const bool first = d0 == 0, last = d0 + kc == D;
+    const bool first = d0 == 0 && !accumulate, last = d0 + kc == D;
     for (int64_t n0 = 0; n0 < L; n0 += kNR)
       for (int64_t m0 = 0; m0 < A.M; m0 += kMR) {
-        const float* ap = A.data.data() + m0 * D + d0 * kMR;
+        const float* ap = A.data + m0 * D + d0 * kMR;
         const float* bp = b + d0 * ldb + n0;
         float* cp = c + m0 * ldc + n0;
         const int64_t mr = std::min(kMR, A.M - m0), n = std::min(kNR, L - n0);
         const float* bi = last && bias ? bias + m0 : nullptr;
-        if (first) micro_kernel<false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
-        else micro_kernel<true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+        if (n == kNR) {
+          if (first) micro_kernel<false, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+          else micro_kernel<true, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+        } else {
+          if (first) micro_kernel<false, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+          else micro_kernel<true, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+        }
       }
   }
 }
@@ -315,43 +339,53 @@ struct ConvWeights {
   }
 };
 
-// y [N,K,P,Q] = w [K, CRS] im2col(x) + bias, chunk by chunk: col [CRS, nb PQ] holds the chunk's samples
-// side by side, Y [K, nb PQ] their outputs, copied into y's planes (a single sample's product writes y).
+// The row stride of a chunk's buffers of L columns. Rows whose stride is a multiple of 128 bytes share a
+// few L1 cache sets and evict one another while a product reads a tile of them (4 KiB apart: all in one
+// set); an odd number of cache lines spreads them over every set.
+inline int64_t row_stride(int64_t L) { return L % 32 == 0 ? L + 16 : L; }
+
+// The column buffer [CRS, ld] of samples n0 .. n0+m of x side by side (x itself for one sample of a 1x1
+// convolution whose planes need no padding of their stride).
 template <class T>
-void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
-  const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
-  const ConvWeights<T> W(pw, crs, 1, g.K, crs);
-  for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
-    const int64_t m = n1 - n0, ld = m * pq;
-    const T* xn = px + n0 * g.C * g.H * g.W;
-    const T* cols = xn;
-    if (m > 1 || !is_pointwise(g)) {
-      T* col = scratch<T, 0>(crs * ld);
-      for (int64_t j = 0; j < m; ++j) im2col(xn + j * g.C * g.H * g.W, g, col + j * pq, ld);
-      cols = col;
-    }
-    if (m == 1) {
-      W.times(cols, ld, ld, py + n0 * g.K * pq, ld, pb);
-      return;
-    }
-    T* out = scratch<T, 1>(g.K * ld);
-    W.times(cols, ld, ld, out, ld, pb);
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t k = 0; k < g.K; ++k)
-        std::memcpy(py + ((n0 + j) * g.K + k) * pq, out + k * ld + j * pq, static_cast<size_t>(pq) * sizeof(T));
-  });
+const T* columns(const T* px, const Window2d& g, int64_t n0, int64_t m, int64_t ld) {
+  const int64_t pq = g.P * g.Q, chw = g.C * g.H * g.W;
+  if (m == 1 && is_pointwise(g) && ld == pq) return px + n0 * chw;
+  T* col = scratch<T, 0>(g.C * g.R * g.S * ld);
+  for (int64_t j = 0; j < m; ++j) im2col(px + (n0 + j) * chw, g, col + j * pq, ld);
+  return col;
 }
 
-// G [K, m PQ] = the planes gy[n0 .. n0+m) side by side (no copy for one sample).
+// G [K, ld] = the planes gy[n0 .. n0+m) side by side (gy itself for one sample when ld = PQ).
 template <class T>
-const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m) {
-  const int64_t pq = g.P * g.Q, ld = m * pq;
-  if (m == 1) return pg + n0 * g.K * pq;
+const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, int64_t ld) {
+  const int64_t pq = g.P * g.Q;
+  if (m == 1 && ld == pq) return pg + n0 * g.K * pq;
   T* G = scratch<T, 1>(g.K * ld);
   for (int64_t j = 0; j < m; ++j)
     for (int64_t k = 0; k < g.K; ++k)
       std::memcpy(G + k * ld + j * pq, pg + ((n0 + j) * g.K + k) * pq, static_cast<size_t>(pq) * sizeof(T));
   return G;
+}
+
+// y [N,K,P,Q] = w [K, CRS] im2col(x) + bias, chunk by chunk: col [CRS, m PQ] holds the chunk's samples
+// side by side, Y [K, m PQ] their outputs, copied into y's planes (a single sample's product writes y).
+template <class T>
+void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
+  const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
+  const ConvWeights<T> W(pw, crs, 1, g.K, crs);
+  for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
+    const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+    const T* cols = columns(px, g, n0, m, ld);
+    if (m == 1) {
+      W.times(cols, ld, L, py + n0 * g.K * pq, pq, pb);
+      return;
+    }
+    T* out = scratch<T, 1>(g.K * ld);
+    W.times(cols, ld, L, out, ld, pb);
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t k = 0; k < g.K; ++k)
+        std::memcpy(py + ((n0 + j) * g.K + k) * pq, out + k * ld + j * pq, static_cast<size_t>(pq) * sizeof(T));
+  });
 }
 
 }  // namespace
@@ -374,7 +408,7 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
     T* px = ptr<T>(gx);
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, rs = g.R * g.S;
     if (g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S) {
-      std::vector<T> wt(static_cast<size_t>(g.K * crs));
+      T* wt = scratch<T, 2>(g.K * crs);
       for (int64_t k = 0; k < g.K; ++k)
         for (int64_t c = 0; c < g.C; ++c)
           for (int64_t i = 0; i < rs; ++i) wt[(c * g.K + k) * rs + (rs - 1 - i)] = pw[(k * g.C + c) * rs + i];
@@ -382,46 +416,87 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
       t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
       t.pad_h = g.R - 1 - g.pad_h, t.pad_w = g.S - 1 - g.pad_w;
       t.P = g.H, t.Q = g.W;
-      conv_forward<T>(pg, wt.data(), nullptr, t, px);
+      conv_forward<T>(pg, wt, nullptr, t, px);
       return;
     }
     const ConvWeights<T> Wt(pw, 1, crs, crs, g.K);  // w^T [CRS, K]
     for_chunks(g, chunk_size(g), [&](int, int64_t n0, int64_t n1) {
-      const int64_t m = n1 - n0, ld = m * pq;
+      const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
       T* gcol = scratch<T, 0>(crs * ld);
-      Wt.times(gather_planes(pg, g, n0, m), ld, ld, gcol, ld, nullptr);
+      Wt.times(gather_planes(pg, g, n0, m, ld), ld, L, gcol, ld, nullptr);
       for (int64_t j = 0; j < m; ++j) col2im(gcol + j * pq, g, px + (n0 + j) * g.C * g.H * g.W, ld);
     });
   });
 }
 
 // gw [K, CRS] = sum over chunks of G [K, m PQ] col^T;  gbias [K] = sum over n, p, q of gy.
-// Each thread sums its chunks into its own [K, CRS] partial; the partials are added in thread order, so a
-// fixed thread count gives fixed results.
+// The first thread sums its chunks into gw, the others into partials of their own (reused buffers), added
+// in thread order: a fixed thread count gives fixed results. With the AVX-512 kernel (f32, K >= 32: its
+// tiles are 32 wide) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
+// packed operand and G^T [m PQ, K] read in place; the partials are then [CRS, K].
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
   dispatch_float(gy.dtype(), "conv2d_backward_weight", [&]<class T>() {
     const T* pg = ptr<T>(gy);
     const T* px = ptr<T>(x);
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
     const int nt = threads_for((g.N + nb - 1) / nb);
-    std::vector<MatR<T>> partial(static_cast<size_t>(nt));
-    for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
-      MatR<T>& acc = partial[static_cast<size_t>(t)];
-      if (acc.size() == 0) acc.setZero(g.K, crs);
-      const int64_t m = n1 - n0, ld = m * pq;
-      const T* xn = px + n0 * g.C * g.H * g.W;
-      const T* cols = xn;
-      if (m > 1 || !is_pointwise(g)) {
-        T* col = scratch<T, 0>(crs * ld);
-        for (int64_t j = 0; j < m; ++j) im2col(xn + j * g.C * g.H * g.W, g, col + j * pq, ld);
-        cols = col;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (g.K >= 32) {
+        std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
+        for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
+          const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);
+          const bool first = partial[static_cast<size_t>(t)] == nullptr;
+          float*& acc = partial[static_cast<size_t>(t)];
+          if (first) acc = scratch<float, 2>(crs * ldk);
+          const float* G = gather_planes(pg, g, n0, m, ld);
+          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]
+          for (int64_t l0 = 0; l0 < L; l0 += 16)
+            for (int64_t k = 0; k < g.K; ++k)
+              for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
+          const PackedA A(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          matmul_packed(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+        });
+        float* out = ptr<float>(gw);
+        const int64_t ldk = row_stride(g.K);
+        for (int64_t k = 0; k < g.K; ++k)
+          for (int64_t d = 0; d < crs; ++d) {
+            float v = 0.0f;
+            for (float* part : partial)
+              if (part) v += part[d * ldk + k];
+            out[k * crs + d] = v;
+          }
+        if (float* pb = ptr<float>(gbias)) {
+          for (int64_t k = 0; k < g.K; ++k) {
+            float acc = 0;
+            for (int64_t n = 0; n < g.N; ++n) {
+              const float* row = pg + (n * g.K + k) * pq;
+              for (int64_t i = 0; i < pq; ++i) acc += row[i];
+            }
+            pb[k] = acc;
+          }
+        }
+        return;
       }
-      acc.noalias() += CMap<T>(gather_planes(pg, g, n0, m), g.K, ld) * CMap<T>(cols, crs, ld).transpose();
+    }
+#endif
+    std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
+    for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
+      T*& acc = partial[static_cast<size_t>(t)];
+      if (!acc) {
+        acc = t == 0 ? ptr<T>(gw) : scratch<T, 2>(g.K * crs);
+        std::fill(acc, acc + g.K * crs, T(0));
+      }
+      const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+      using Strided = Eigen::Map<const MatR<T>, 0, Eigen::OuterStride<>>;
+      Map<T>(acc, g.K, crs).noalias() +=
+          Strided(gather_planes(pg, g, n0, m, ld), g.K, L, Eigen::OuterStride<>(ld)) *
+          Strided(columns(px, g, n0, m, ld), crs, L, Eigen::OuterStride<>(ld)).transpose();
     });
     Map<T> GW(ptr<T>(gw), g.K, crs);
-    GW.setZero();
-    for (const MatR<T>& part : partial)
-      if (part.size() != 0) GW += part;  // OpenMP may have started fewer threads than asked
+    if (!partial[0]) GW.setZero();  // OpenMP may have started fewer threads than asked
+    for (size_t t = 1; t < partial.size(); ++t)
+      if (partial[t]) GW += Map<T>(partial[t], g.K, crs);
     if (T* pb = ptr<T>(gbias)) {
       for (int64_t k = 0; k < g.K; ++k) {
         T acc = 0;
