@@ -123,22 +123,18 @@ void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Lst
                   Tensor& cT, Tensor& reserve) {
   const int64_t T_ = x.size(0), B = x.size(1), I = x.size(2), H = w.w_hh.size(1), G4 = 4 * H;
   reserve = make_tensor({T_ * B * 5 * H}, x.dtype(), x.device());
-  // a [T*B, 4H] = x w_ih^T (+ b_ih + b_hh below): the whole sequence's input part in one product.
-  Tensor gates = at_offset(reserve, 0, {T_ * B, G4});
-  gemm(false, true, 1, T_ * B, G4, I, 1.0, x, 0, w.w_ih, 0, 0.0, gates);
+  // a [T*B, 4H] = x w_ih^T + (b_ih + b_hh): the whole sequence's input part in one product.
+  Tensor gates = at_offset(reserve, 0, {T_ * B, G4}), bias;
+  if (w.b_ih.defined()) {
+    bias = make_tensor({G4}, x.dtype(), x.device());
+    cpu::binary(Binary::Add, w.b_ih, w.b_hh, bias);
+  }
+  cpu::linear_forward(alias(x, {T_ * B, I}), w.w_ih, bias, gates);
   dispatch_float(x.dtype(), "lstm_forward", [&]<class T>() {
     T* A = ptr<T>(gates);
     T* C = A + T_ * B * G4;  // cell states [T, B, H]
     T* Y = ptr<T>(y);
     const T* Whh = ptr<T>(w.w_hh);
-    if (w.b_ih.defined()) {
-      std::vector<T> bias(static_cast<size_t>(G4));
-      const T *bi = ptr<T>(w.b_ih), *bh = ptr<T>(w.b_hh);
-      for (int64_t j = 0; j < G4; ++j) bias[j] = bi[j] + bh[j];
-      parallel_for(T_ * B, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) Arr<T>(A + r * G4, G4) += CArr<T>(bias.data(), G4);
-      }, std::max<int64_t>(1, kGrain / G4));
-    }
     const T* H0 = ptr<T>(h0);
     const T* C0 = ptr<T>(c0);
     const int nt = recurrence_threads(B * G4 * H);
