@@ -33,13 +33,13 @@ inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t k
   __mmask16 mask[kNV];
   for (int v = 0; v < kNV; ++v) mask[v] = lanes(n - 16 * v);
   __m512 acc[kMR][kNV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_setzero_ps();
   for (int64_t d = 0; d < kc; ++d) {
     __m512 bv[kNV];
     for (int v = 0; v < kNV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + d * ldb + 16 * v);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[d * kMR + i]);
       for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
@@ -48,7 +48,7 @@ inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t k
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __m512 vbias[kNV];
   for (int v = 0; v < kNV; ++v) vbias[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : _mm512_setzero_ps();
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int i = 0; i < kMR; ++i) {
     if (i >= mr) break;
     float* row = c + i * ldc;
@@ -81,7 +81,7 @@ void pack_a(bool ta, const float* A, int64_t lda, int64_t m0, int64_t mc, int64_
       for (int64_t i = 0; i < rows; ++i) src[i] = A + (r0 + i) * lda + k0;
       if (rows == kMR) {
         for (int64_t d = 0; d < kc; ++d)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
           for (int64_t i = 0; i < kMR; ++i) dst[d * kMR + i] = src[i][d];
       } else {
         for (int64_t d = 0; d < kc; ++d)

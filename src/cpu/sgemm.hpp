@@ -6,7 +6,8 @@
 // hidden units). The blocking is BLIS's: depth blocks of kKC, row blocks of kMC of op(A) packed into panels of
 // kMR rows (L2), and op(B) read in place when it is stored row-major (its [kKC, kNR] tiles stay in L1 while
 // the panels of A pass over them) or packed into [kKC, kNR] tiles when it is stored transposed. The
-// micro-kernel keeps a kMR x kNR tile of C in 16 registers and writes it once per depth block. Eigen packs
+// micro-kernel keeps a kMR x kNR tile of C in 20 registers and writes it once per depth block (10 rows: a batch
+// of 20, the LSTM's step, is two whole panels). Eigen packs
 // both operands and zero-fills C on every product; on the shapes of the language model (700 x 200 x 10000,
 // 20 x 650 x 2600) this is 1.5x faster. Only f32 on AVX-512 machines (available()); f64 and other machines use
 // Eigen.
@@ -17,10 +18,10 @@
 
 namespace tapegrad::cpu::sgemm {
 
-inline constexpr int64_t kMR = 8;    // rows of C per micro-tile
+inline constexpr int64_t kMR = 10;   // rows of C per micro-tile
 inline constexpr int64_t kNR = 32;   // columns of C per micro-tile (two AVX-512 vectors)
 inline constexpr int64_t kKC = 384;  // depth block
-inline constexpr int64_t kMC = 192;  // rows of A packed at once (kMC x kKC floats: 288 KiB, L2)
+inline constexpr int64_t kMC = 200;  // rows of A packed at once (kMC x kKC floats: 300 KiB, L2)
 
 // True when this build has the AVX-512 kernel (else every entry point throws; callers use Eigen).
 bool available();
