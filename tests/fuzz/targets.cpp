@@ -5,6 +5,7 @@
 #include "tapegrad/tapegrad.hpp"
 #include "tapegrad/datasets/cifar.hpp"
 #include "tapegrad/datasets/idx.hpp"
+#include "tapegrad/datasets/text.hpp"
 
 namespace tapegrad::fuzz {
 
@@ -70,11 +71,40 @@ void optim_spec(const uint8_t* data, size_t size) {
   if (optim::make(described, model.parameters())->describe() != described) __builtin_trap();
 }
 
+void text_corpus(const uint8_t* data, size_t size) {
+  if (size < 3) return;
+  const std::string_view all(reinterpret_cast<const char*>(data) + 3, size - 3);
+  const size_t n1 = all.size() * data[0] / 255, n2 = (all.size() - n1) * data[1] / 255;
+  const int64_t batch = 1 + data[2] % 4, bptt = 1 + data[2] / 4 % 8;
+  datasets::TextCorpus c;
+  try {
+    c = datasets::parse_corpus(all.substr(0, n1), all.substr(n1, n2), all.substr(n1 + n2));
+  } catch (const Error&) {
+    return;
+  }
+  // Accepted: every id is a vocabulary entry, and the vocabulary maps back to its ids.
+  const int64_t V = c.vocab.size();
+  for (const auto* ids : {&c.train, &c.valid, &c.test})
+    for (int64_t id : *ids)
+      if (id < 0 || id >= V) __builtin_trap();
+  for (int64_t i = 0; i < V; ++i)
+    if (c.vocab.id(c.vocab.words[static_cast<size_t>(i)]) != i) __builtin_trap();
+  try {
+    const Tensor src = datasets::batchify(c.train, batch, "train");
+    int64_t targets = 0;
+    for (int64_t i = 0; i < datasets::num_segments(src, bptt); ++i)
+      targets += datasets::segment(src, i, bptt).target.numel();
+    if (targets != (src.size(0) - 1) * batch) __builtin_trap();  // the segments cover every next word once
+  } catch (const Error&) {
+  }
+}
+
 Target target(const std::string& name) {
   if (name == "idx") return idx;
   if (name == "cifar") return cifar;
   if (name == "safetensors") return safetensors;
   if (name == "optim_spec") return optim_spec;
+  if (name == "text_corpus") return text_corpus;
   return nullptr;
 }
 

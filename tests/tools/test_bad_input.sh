@@ -8,8 +8,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMP_WAIT_POLICY=passive
 
-data=$tmp/data bad=$tmp/bad ckpt=$tmp/ckpt
+data=$tmp/data bad=$tmp/bad ckpt=$tmp/ckpt text=$tmp/text
 python3 "$root/tests/tools/make_mnist_data.py" "$data"
+python3 "$root/tests/tools/make_text_corpus.py" "$text"
 python3 - "$data" "$bad" <<'PY'
 import gzip, os, shutil, struct, sys
 data, bad = sys.argv[1], sys.argv[2]
@@ -30,6 +31,20 @@ variant("label-12", lambda d: put(d, TL, raw(d, TL)[:8 + 5] + bytes([12]) + raw(
 variant("trailing", lambda d: put(d, TL, raw(d, TL) + b"\0"))
 variant("empty", lambda d: (put(d, TI, struct.pack(">IIII", 0x803, 0, 28, 28)), put(d, TL, struct.pack(">II", 0x801, 0))))
 PY
+python3 "$root/tests/tools/make_text_corpus.py" "$bad/text-no-unk" --no-unk
+python3 - "$text" "$bad" <<'PY'
+import os, shutil, sys
+text, bad = sys.argv[1], sys.argv[2]
+def variant(name, edit):
+    d = os.path.join(bad, name)
+    shutil.copytree(text, d)
+    edit(d)
+def write(d, f, b):
+    with open(os.path.join(d, f), "wb") as g: g.write(b)
+variant("text-no-test", lambda d: os.remove(os.path.join(d, "ptb.test.txt")))
+variant("text-empty-train", lambda d: write(d, "ptb.train.txt", b""))
+variant("text-binary", lambda d: write(d, "ptb.train.txt", b" a b \n c d \n e \x00 f \n"))
+PY
 "$bin/mnist" --data "$data" --dataset mnist --hidden 32 --optim sgdm --epochs 1 --out "$ckpt" > "$tmp/ckpt.log" 2>&1 ||
   { echo "FAIL: the run that writes the checkpoint"; cat "$tmp/ckpt.log"; exit 1; }
 cp -r "$ckpt" "$bad/corrupt-ckpt"
@@ -46,7 +61,7 @@ while IFS=$'\t' read -r num cmd code msg; do
   rows=$((rows + 1))
   out=$tmp/out-$num
   cmd=${cmd//'$BIN'/$bin}; cmd=${cmd//'$DATA'/$data}; cmd=${cmd//'$BAD'/$bad}
-  cmd=${cmd//'$OUT'/$out}; cmd=${cmd//'$CKPT'/$ckpt}
+  cmd=${cmd//'$OUT'/$out}; cmd=${cmd//'$CKPT'/$ckpt}; cmd=${cmd//'$TEXT'/$text}
   set +e
   timeout 300 bash -c "$cmd" > "$tmp/log-$num" 2>&1
   rc=$?
