@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <filesystem>
 #include <memory>
 
@@ -56,15 +58,13 @@ uint32_t big_endian_u32(const uint8_t* b) {
 
 }  // namespace
 
-IdxArray read_idx(const std::string& path, uint32_t expected_magic) {
-  std::error_code ec;
-  TG_CHECK(fs::exists(path, ec), "IDX file ", path, ": missing (no such file)");
-  TG_CHECK(fs::is_regular_file(path, ec), "IDX file ", path, ": not a regular file");
-  GzFile f(gzopen(path.c_str(), "rb"));
-  TG_CHECK(f != nullptr, "IDX file ", path, ": cannot open it for reading");
+namespace {
 
+// The IDX format over any source of bytes: read(out, n) returns how many of n bytes it gave (0 at the end).
+IdxArray parse_idx_from(const std::function<size_t(uint8_t*, size_t)>& read, const std::string& path,
+                        uint32_t expected_magic) {
   uint8_t header[4];
-  const size_t got_magic = read_bytes(f.get(), path, header, 4);
+  const size_t got_magic = read(header, 4);
   TG_CHECK(got_magic == 4, "IDX file ", path, ": truncated: ", got_magic, " bytes, shorter than the 4-byte magic");
   const uint32_t magic = big_endian_u32(header);
   TG_CHECK(magic == expected_magic, "IDX file ", path, ": wrong magic number ", hex32(magic), ", expected ",
@@ -76,7 +76,7 @@ IdxArray read_idx(const std::string& path, uint32_t expected_magic) {
   uint64_t count = 1;
   for (int d = 0; d < ndims; ++d) {
     uint8_t b[4];
-    const size_t got = read_bytes(f.get(), path, b, 4);
+    const size_t got = read(b, 4);
     TG_CHECK(got == 4, "IDX file ", path, ": truncated in the header (size of dim ", d, " of ", ndims, ")");
     const uint32_t size = big_endian_u32(b);
     out.dims.push_back(size);
@@ -84,25 +84,51 @@ IdxArray read_idx(const std::string& path, uint32_t expected_magic) {
     TG_CHECK(count <= (uint64_t{1} << 36), "IDX file ", path, ": header claims an absurd size ",
              to_string(out.dims), "...");
   }
-  for (int d = (expected_magic == kIdxImagesMagic ? 1 : 0); d < ndims; ++d)
+  TG_CHECK(ndims == 0 || out.dims[0] > 0, "IDX file ", path, ": empty: the header says ", to_string(out.dims),
+           " (no samples)");
+  for (int d = 1; d < ndims; ++d)
     TG_CHECK(out.dims[d] > 0, "IDX file ", path, ": dim ", d, " has size 0 in ", to_string(out.dims));
 
   // Grow as the bytes arrive: a lying header runs out of file, not of memory.
-  const size_t chunk = size_t{1} << 22;
+  const size_t chunk = size_t{1} << 16;  // a lying header costs 64 KiB, not its claim
   while (out.data.size() < count) {
     const size_t want = std::min<size_t>(count - out.data.size(), chunk);
     const size_t old = out.data.size();
     out.data.resize(old + want);
-    const size_t got = read_bytes(f.get(), path, out.data.data() + old, want);
+    const size_t got = read(out.data.data() + old, want);
     if (got < want) {
       TG_FAIL("IDX file ", path, ": truncated: the header says ", to_string(out.dims), " = ", count,
               " bytes of data, the file holds ", old + got);
     }
   }
   uint8_t extra;
-  TG_CHECK(read_bytes(f.get(), path, &extra, 1) == 0, "IDX file ", path, ": trailing bytes after the ", count,
+  TG_CHECK(read(&extra, 1) == 0, "IDX file ", path, ": trailing bytes after the ", count,
            " bytes of data the header ", to_string(out.dims), " announces");
   return out;
+}
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path, uint32_t expected_magic) {
+  std::error_code ec;
+  TG_CHECK(fs::exists(path, ec), "IDX file ", path, ": missing (no such file)");
+  TG_CHECK(fs::is_regular_file(path, ec), "IDX file ", path, ": not a regular file");
+  GzFile f(gzopen(path.c_str(), "rb"));
+  TG_CHECK(f != nullptr, "IDX file ", path, ": cannot open it for reading");
+  return parse_idx_from([&](uint8_t* out, size_t n) { return read_bytes(f.get(), path, out, n); }, path,
+                        expected_magic);
+}
+
+IdxArray parse_idx(const uint8_t* data, size_t size, uint32_t expected_magic, const std::string& name) {
+  size_t at = 0;
+  return parse_idx_from(
+      [&](uint8_t* out, size_t n) {
+        const size_t k = std::min(n, size - at);
+        if (k) std::memcpy(out, data + at, k);
+        at += k;
+        return k;
+      },
+      name, expected_magic);
 }
 
 void write_idx(const std::string& path, uint32_t magic, const std::vector<int64_t>& dims,

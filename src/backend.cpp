@@ -36,6 +36,9 @@ void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64
           int64_t stride_a, const Tensor& b, int64_t stride_b, double beta, Tensor& c) {
   TG_DISPATCH(gemm, a.device(), trans_a, trans_b, batch, m, n, k, alpha, a, stride_a, b, stride_b, beta, c);
 }
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  TG_DISPATCH(linear_forward, x.device(), x, w, bias, y);
+}
 void add_bias_rows(Tensor& y, const Tensor& bias) { TG_DISPATCH(add_bias_rows, y.device(), y, bias); }
 void sum_rows(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_rows, x.device(), x, out); }
 void softmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log, Tensor& y) {
@@ -45,12 +48,12 @@ void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n
                       Tensor& gx) {
   TG_DISPATCH(softmax_backward, g.device(), g, y, outer, n, inner, log, gx);
 }
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
-  TG_DISPATCH(cross_entropy, logits.device(), logits, labels, loss, probs);
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& lse) {
+  TG_DISPATCH(cross_entropy, logits.device(), logits, labels, loss, lse);
 }
-void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
-                            Tensor& glogits) {
-  TG_DISPATCH(cross_entropy_backward, probs.device(), probs, labels, g, factor, glogits);
+void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& labels, const Tensor& g,
+                            double factor, Tensor& glogits) {
+  TG_DISPATCH(cross_entropy_backward, logits.device(), logits, lse, labels, g, factor, glogits);
 }
 void dropout_mask(double p, Generator& gen, Tensor& mask) { TG_DISPATCH(dropout_mask, mask.device(), p, gen, mask); }
 void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {
@@ -102,6 +105,22 @@ void avg_pool2d_forward(const Tensor& x, const Window2d& g, Tensor& y) {
 void avg_pool2d_backward(const Tensor& gy, const Window2d& g, Tensor& gx) {
   TG_DISPATCH(avg_pool2d_backward, gy.device(), gy, g, gx);
 }
+void embedding_forward(const Tensor& weight, const Tensor& indices, Tensor& y) {
+  TG_DISPATCH(embedding_forward, weight.device(), weight, indices, y);
+}
+void embedding_backward(const Tensor& gy, const Tensor& indices, Tensor& gweight) {
+  TG_DISPATCH(embedding_backward, gy.device(), gy, indices, gweight);
+}
+void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const LstmWeights& w, Tensor& y, Tensor& hT,
+                  Tensor& cT, Tensor& reserve) {
+  TG_DISPATCH(lstm_forward, x.device(), x, h0, c0, w, y, hT, cT, reserve);
+}
+void lstm_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const LstmWeights& w, const Tensor& y,
+                   const Tensor& reserve, const Tensor& gy, const Tensor& ghT, const Tensor& gcT, Tensor& gx,
+                   Tensor& gh0, Tensor& gc0, LstmWeights& gw) {
+  TG_DISPATCH(lstm_backward, x.device(), x, h0, c0, w, y, reserve, gy, ghT, gcT, gx, gh0, gc0, gw);
+}
+void sum_squares(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_squares, x.device(), x, out); }
 void convert(const Tensor& src, Tensor& dst) { TG_DISPATCH(convert, src.device(), src, dst); }
 void fill(Tensor& t, double value) { TG_DISPATCH(fill, t.device(), t, value); }
 

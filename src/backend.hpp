@@ -25,6 +25,13 @@ struct Window2d {
   int64_t P = 0, Q = 0;
 };
 
+// The weights of one LSTM layer in PyTorch's layout, gate order i, f, g, o (rows q*H .. q*H + H - 1 of
+// each matrix belong to gate q): w_ih [4H, I], w_hh [4H, H], b_ih and b_hh [4H] (both undefined: no bias).
+// As kernel outputs (gradients), each undefined tensor is skipped.
+struct LstmWeights {
+  Tensor w_ih, w_hh, b_ih, b_hh;
+};
+
 // The contracts of each kernel are the comments in kernels.inc.
 
 #include "kernels.inc"

@@ -2,6 +2,7 @@
 #include "tapegrad/io.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -74,7 +75,22 @@ std::string hex32(uint32_t v) {
 
 }  // namespace
 
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(target.parent_path().empty() ? "." : target.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stoi(pid)), 0) == -1 && errno == ESRCH) fs::remove(entry.path(), ec);
+  }
+}
+
 void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta) {
+  remove_stale_temporaries(path);
   static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
   nlohmann::ordered_json header;
   if (!meta.empty()) header["__metadata__"] = meta;
@@ -127,6 +143,10 @@ void save_safetensors(const std::string& path, const TensorDict& tensors, const 
 TensorDict load_safetensors(const std::string& path, Metadata* meta) {
   std::ifstream f(path, std::ios::binary);
   TG_CHECK(f.good(), "load '", path, "': cannot open file");
+  return read_safetensors(f, path, meta);
+}
+
+TensorDict read_safetensors(std::istream& f, const std::string& path, Metadata* meta) {
   f.seekg(0, std::ios::end);
   uint64_t size = static_cast<uint64_t>(f.tellg());
   f.seekg(0);
@@ -227,6 +247,11 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   Metadata meta;
   TensorDict all = load_safetensors(path, &meta);
+  apply_checkpoint(all, path, model, opt);
+  return meta;
+}
+
+void apply_checkpoint(const TensorDict& all, const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   TensorDict m, o;
   for (auto& [k, t] : all) {
     if (k.rfind("model.", 0) == 0) m[k.substr(6)] = t;
@@ -248,7 +273,6 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Opti
     model.load_state_dict(before);
     TG_FAIL("load_checkpoint '", path, "': ", e.what(), " (nothing was loaded)");
   }
-  return meta;
 }
 
 }  // namespace tapegrad

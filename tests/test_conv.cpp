@@ -49,12 +49,49 @@ TEST_CASE("conv2d matches the definition (strides, padding, 1x1, bias)") {
   struct C { Shape x, w; bool bias; int64_t s, pad; };
   for (const C& c : {C{{2, 3, 7, 6}, {4, 3, 3, 3}, true, 1, 1}, C{{3, 2, 8, 8}, {5, 2, 3, 3}, false, 2, 1},
                      C{{2, 4, 5, 5}, {3, 4, 1, 1}, true, 1, 0}, C{{1, 3, 9, 7}, {2, 3, 2, 3}, true, 3, 2},
-                     C{{4, 2, 4, 4}, {2, 2, 4, 4}, false, 1, 0}}) {
+                     C{{4, 2, 4, 4}, {2, 2, 4, 4}, false, 1, 0},
+                     // many samples of small planes: several samples per matrix product
+                     C{{9, 3, 4, 4}, {5, 3, 3, 3}, true, 1, 1}, C{{7, 4, 3, 3}, {6, 4, 1, 1}, false, 1, 0},
+                     C{{11, 2, 5, 5}, {3, 2, 3, 3}, true, 2, 1}}) {
     CAPTURE(c.x);
     CAPTURE(c.w);
     Tensor x = tg::randn(c.x, g, tg::DType::F64), w = tg::randn(c.w, g, tg::DType::F64);
     Tensor b = c.bias ? tg::randn({c.w[0]}, g, tg::DType::F64) : Tensor();
     check_close(tg::conv2d(x, w, b, c.s, c.pad).to_vector(), naive_conv(x, w, b, c.s, c.pad));
+  }
+}
+
+// f32 convolutions run a kernel of their own on AVX-512 machines (f64 ones run Eigen): forward, data and
+// weight gradients agree with f64, over channel counts that are not multiples of the kernel's 8-row tiles,
+// pixel counts that are not multiples of its 32-column tiles, depths over one block, strides and chunks.
+TEST_CASE("conv2d in f32 agrees with f64: forward and both gradients") {
+  tg::Generator g(8);
+  struct C { Shape x, w; int64_t s, pad; };
+  for (const C& c : {C{{2, 3, 9, 7}, {5, 3, 3, 3}, 1, 1}, C{{5, 20, 6, 6}, {13, 20, 3, 3}, 1, 1},
+                     C{{3, 40, 5, 5}, {17, 40, 3, 3}, 2, 1}, C{{6, 9, 4, 4}, {24, 9, 1, 1}, 1, 0},
+                     C{{4, 8, 7, 7}, {16, 8, 1, 1}, 2, 0}, C{{2, 64, 4, 4}, {8, 64, 3, 3}, 1, 1},
+                     // 32 channels and more: the weight gradient's transposed product (with a tile tail)
+                     C{{3, 6, 5, 5}, {40, 6, 3, 3}, 1, 1}, C{{9, 16, 4, 4}, {64, 16, 3, 3}, 2, 1}}) {
+    CAPTURE(c.x);
+    CAPTURE(c.w);
+    Tensor x64 = tg::randn(c.x, g, tg::DType::F64), w64 = tg::randn(c.w, g, tg::DType::F64);
+    Tensor b64 = tg::randn({c.w[0]}, g, tg::DType::F64);
+    Tensor x32 = x64.to(tg::DType::F32), w32 = w64.to(tg::DType::F32), b32 = b64.to(tg::DType::F32);
+    for (Tensor* t : {&x64, &w64, &b64, &x32, &w32, &b32}) t->requires_grad_(true);
+    Tensor y64 = tg::conv2d(x64, w64, b64, c.s, c.pad), y32 = tg::conv2d(x32, w32, b32, c.s, c.pad);
+    Tensor gy = tg::randn(y64.shape(), g, tg::DType::F64);
+    y64.backward(gy);
+    y32.backward(gy.to(tg::DType::F32));
+    const double scale = std::sqrt(static_cast<double>(c.w[1] * c.w[2] * c.w[3]));  // of a sum of that many terms
+    auto close = [&](const Tensor& a, const Tensor& b) {
+      auto va = a.to(tg::DType::F64).to_vector(), vb = b.to_vector();
+      REQUIRE(va.size() == vb.size());
+      for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(vb[i]).epsilon(1e-5).scale(scale));
+    };
+    close(y32, y64);
+    close(x32.grad(), x64.grad());
+    close(w32.grad(), w64.grad());
+    close(b32.grad(), b64.grad());
   }
 }
 

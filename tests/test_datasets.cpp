@@ -318,3 +318,20 @@ TEST_CASE("MLP: the paper's perceptron, 784 -> 256 -> 10") {
   loss.backward();
   for (const auto& [name, p] : named) CHECK_MESSAGE(p.grad().defined(), name);
 }
+
+TEST_CASE("IDX bytes in memory: the same checks as a file") {
+  // magic 0x00000801 (u8 labels, 1 dim), 3 labels announced, 2 given
+  const std::vector<uint8_t> truncated = {0, 0, 8, 1, 0, 0, 0, 3, 7, 9};
+  CHECK_THROWS_WITH_AS(tapegrad::datasets::parse_idx(truncated.data(), truncated.size(),
+                                                     tapegrad::datasets::kIdxLabelsMagic, "labels-in-memory"),
+                       doctest::Contains("IDX file labels-in-memory: truncated"), tapegrad::Error);
+  std::vector<uint8_t> whole = truncated;
+  whole.push_back(4);
+  const auto a = tapegrad::datasets::parse_idx(whole.data(), whole.size(), tapegrad::datasets::kIdxLabelsMagic, "x");
+  CHECK(a.dims == std::vector<int64_t>{3});
+  CHECK(a.data == std::vector<uint8_t>{7, 9, 4});
+  whole.push_back(0);
+  CHECK_THROWS_WITH_AS(
+      tapegrad::datasets::parse_idx(whole.data(), whole.size(), tapegrad::datasets::kIdxLabelsMagic, "x"),
+      doctest::Contains("trailing bytes"), tapegrad::Error);
+}

@@ -46,3 +46,4 @@ TEST_CASE("fuzz corpus: IDX reader") { replay("idx"); }
 TEST_CASE("fuzz corpus: CIFAR-10 binary reader") { replay("cifar"); }
 TEST_CASE("fuzz corpus: safetensors and load_checkpoint") { replay("safetensors"); }
 TEST_CASE("fuzz corpus: optimizer spec strings") { replay("optim_spec"); }
+TEST_CASE("fuzz corpus: word-level text corpus reader") { replay("text_corpus"); }

@@ -145,6 +145,15 @@ std::vector<Case> cases() {
       {"conv2d 2x3 kernel", {{2, 2, 4, 5}, {3, 2, 2, 3}}, [](V x) { return tg::conv2d(x[0], x[1]); }},
       {"conv2d 1x1", {{2, 4, 3, 3}, {5, 4, 1, 1}, {5}}, [](V x) { return tg::conv2d(x[0], x[1], x[2]); }},
       {"conv2d 1x1 stride 2", {{2, 3, 5, 5}, {2, 3, 1, 1}}, [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 2); }},
+      // several samples per matrix product (small planes), in each kernel's stride-1 and strided paths
+      {"conv2d 3x3 pad 1, batch of 9", {{9, 2, 3, 3}, {3, 2, 3, 3}, {3}},
+       [](V x) { return tg::conv2d(x[0], x[1], x[2], 1, 1); }},
+      {"conv2d 1x1, batch of 7", {{7, 3, 2, 2}, {2, 3, 1, 1}}, [](V x) { return tg::conv2d(x[0], x[1]); }},
+      {"conv2d 3x3 stride 2 pad 1, batch of 8", {{8, 2, 4, 4}, {3, 2, 3, 3}},
+       [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 2, 1); }},
+      {"conv2d 5x5 pad 2", {{2, 2, 5, 4}, {2, 2, 5, 5}}, [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 1, 2); }},
+      {"conv2d 3x3 pad 2 (wider output)", {{2, 2, 3, 4}, {2, 2, 3, 3}},
+       [](V x) { return tg::conv2d(x[0], x[1], Tensor(), 1, 2); }},
       {"batch_norm train", {{3, 4, 2, 3}, {4}, {4}},
        [](V x) { return tg::batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); }},
       {"batch_norm train [N, C]", {{5, 3}}, [](V x) { return tg::batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }},
@@ -166,6 +175,38 @@ std::vector<Case> cases() {
          Tensor h = tg::conv2d(x[0], x[1], Tensor(), 1, 1);
          h = tg::max_pool2d(tg::relu(tg::batch_norm(h, Tensor(), Tensor(), x[2], x[3], true)), 3);
          return tg::cross_entropy(tg::linear(h.flatten(1), x[4], x[5]), labels({1, 0}));
+       }},
+      {"embedding (repeated indices)", {{6, 3}},
+       [](V x) { return tg::embedding(x[0], tg::from_vector(std::vector<int64_t>{2, 4, 2, 0, 5, 2}, {2, 3})); }},
+      // LSTM: x [T, B, I], h0, c0 [B, H], w_ih [4H, I], w_hh [4H, H], b_ih, b_hh [4H]; y, h and c all carry weight.
+      {"lstm 4 steps, h0 and c0", {{4, 2, 3}, {2, 5}, {2, 5}, {20, 3}, {20, 5}, {20}, {20}},
+       [](V x) {
+         tg::LstmOutput o = tg::lstm(x[0], x[1], x[2], x[3], x[4], x[5], x[6]);
+         return tg::concat({o.y.flatten(), o.h.flatten(), o.c.flatten()}, 0);
+       }},
+      {"lstm zero state, no bias, 1 step", {{1, 3, 2}, {16, 2}, {16, 4}},
+       [](V x) {
+         tg::LstmOutput o = tg::lstm(x[0], Tensor(), Tensor(), x[1], x[2]);
+         return tg::concat({o.y.flatten(), o.c.flatten()}, 0);
+       }},
+      {"lstm 2 layers over 3 steps", {{3, 2, 3}, {16, 3}, {16, 4}, {16}, {16}, {16, 4}, {16, 4}, {16}, {16}},
+       [](V x) {
+         tg::LstmOutput l0 = tg::lstm(x[0], Tensor(), Tensor(), x[1], x[2], x[3], x[4]);
+         tg::LstmOutput l1 = tg::lstm(tg::tanh(l0.y), Tensor(), Tensor(), x[5], x[6], x[7], x[8]);
+         return tg::concat({l1.y.flatten(), l0.h.flatten(), l1.c.flatten()}, 0);
+       }},
+      {"lstm state carried into a second segment", {{2, 2, 3}, {2, 2, 3}, {2, 4}, {2, 4}, {16, 3}, {16, 4}, {16}, {16}},
+       [](V x) {
+         tg::LstmOutput a = tg::lstm(x[0], x[2], x[3], x[4], x[5], x[6], x[7]);
+         tg::LstmOutput b = tg::lstm(x[1], a.h, a.c, x[4], x[5], x[6], x[7]);
+         return tg::concat({a.y.flatten(), b.y.flatten(), b.c.flatten()}, 0);
+       }},
+      {"language model composite", {{7, 3}, {12, 3}, {12, 3}, {12}, {12}, {7, 3}, {7}},
+       [](V x) {
+         Tensor tokens = tg::from_vector(std::vector<int64_t>{1, 6, 0, 3, 3, 2}, {3, 2});
+         tg::LstmOutput o = tg::lstm(tg::embedding(x[0], tokens), Tensor(), Tensor(), x[1], x[2], x[3], x[4]);
+         Tensor logits = tg::linear(o.y.reshape({6, 3}), x[5], x[6]);
+         return tg::cross_entropy(logits, labels({6, 0, 3, 3, 2, 5}));
        }},
       {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
        [](V x) {

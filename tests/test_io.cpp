@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tapegrad/tapegrad.hpp"
 
@@ -173,4 +174,32 @@ TEST_CASE("load_checkpoint loads all or nothing") {
   CHECK(b.weight.to_vector() == a.weight.to_vector());
   CHECK(opt_c->steps() == 1);
   fs::remove_all(d);
+}
+
+TEST_CASE("saving removes the temporaries of writers that died, and only those") {
+  fs::path d = temp_dir() / "stale";
+  fs::create_directories(d);
+  const fs::path target = d / "model.ckpt";
+  const fs::path dead = d / "model.ckpt.tmp.999999999";  // beyond any pid_max: no such process
+  const fs::path alive = d / ("model.ckpt.tmp." + std::to_string(::getppid()));  // our parent is alive
+  const fs::path other = d / "other.ckpt.tmp.999999999";  // another file's temporary
+  const fs::path odd = d / "model.ckpt.tmp.notapid";
+  for (const fs::path& p : {dead, alive, other, odd}) write_bytes(p, "half a checkpoint");
+  tg::save_safetensors(target.string(), {{"w", tg::ones({2})}});
+  CHECK_FALSE(fs::exists(dead));
+  CHECK(fs::exists(alive));
+  CHECK(fs::exists(other));
+  CHECK(fs::exists(odd));
+  CHECK(tg::load_safetensors(target.string()).at("w").numel() == 2);
+  fs::remove_all(d);
+}
+
+TEST_CASE("safetensors from a stream: the same checks as from a file") {
+  std::istringstream bad(with_header("{\"w\": 5}"));
+  CHECK_THROWS_WITH_AS(tg::read_safetensors(bad, "in-memory"), doctest::Contains("load 'in-memory': tensor 'w'"),
+                       tg::Error);
+  const fs::path p = temp_dir() / "stream.safetensors";
+  tg::save_safetensors(p.string(), {{"w", tg::full({3}, 2.5)}});
+  std::istringstream good(read_bytes(p));
+  CHECK(tg::read_safetensors(good, "in-memory").at("w").to_vector() == std::vector<double>{2.5, 2.5, 2.5});
 }

@@ -1,9 +1,15 @@
-// The CIFAR models' training step (zero_grad, forward, cross-entropy, backward, SGD-momentum step) on random
-// 32x32 images: ResNet-20 by default, the other models by --model. One JSON line like bench_mlp's.
+// The CIFAR models' training step (zero_grad, forward, cross-entropy, backward, SGD-momentum step with weight
+// decay 5e-4, as ../shared/bench/cnn_step.py) on random 32x32 images, and the peak resident memory of the
+// process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s.
+// One JSON line like bench_mlp's.
 //
 //   bench_cnn [--threads 2] [--model resnet20] [--batch 128] [--repeats 3]
+//   bench_cnn --layers resnet34 --batch 32
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <tuple>
 
 #include "bench.hpp"
 #include "tapegrad/models/densenet.hpp"
@@ -12,18 +18,97 @@
 
 namespace tg = tapegrad;
 
+namespace {
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+// A convolution of a CIFAR model: channels in and out, kernel, stride, input side, how many times it occurs.
+struct ConvShape {
+  int64_t c, k, r, stride, side, count;
+};
+
+// The convolutions of kuangliu's ResNet-34 (3x3 stem, [3,4,6,3] basic blocks, 1x1 projection shortcuts)
+// and of the CIFAR ResNet-20 (16-32-64, [3,3,3], zero-padded shortcuts) on 32x32 inputs.
+std::vector<ConvShape> conv_shapes(const std::string& model) {
+  if (model == "resnet34")
+    return {{3, 64, 3, 1, 32, 1},     {64, 64, 3, 1, 32, 6},     {64, 128, 3, 2, 32, 1},  {128, 128, 3, 1, 16, 7},
+            {64, 128, 1, 2, 32, 1},   {128, 256, 3, 2, 16, 1},   {256, 256, 3, 1, 8, 11}, {128, 256, 1, 2, 16, 1},
+            {256, 512, 3, 2, 8, 1},   {512, 512, 3, 1, 4, 5},    {256, 512, 1, 2, 8, 1}};
+  if (model == "resnet20")
+    return {{3, 16, 3, 1, 32, 1}, {16, 16, 3, 1, 32, 6}, {16, 32, 3, 2, 32, 1}, {32, 32, 3, 1, 16, 5},
+            {32, 64, 3, 2, 16, 1}, {64, 64, 3, 1, 8, 5}};
+  TG_FAIL("bench_cnn --layers: unknown model '", model, "' (resnet20, resnet34)");
+}
+
+bench::json bench_layers(const std::string& model, int64_t batch, int repeats, const std::string& only) {
+  bench::json results = bench::json::array();
+  tg::Generator gen(0);
+  double total_fwd = 0, total_train = 0, flop_fwd = 0;
+  for (const ConvShape& s : conv_shapes(model)) {
+    const int64_t pad = s.r / 2, out = (s.side + 2 * pad - s.r) / s.stride + 1;
+    const std::string shape = std::to_string(s.c) + "x" + std::to_string(s.k) + "_k" + std::to_string(s.r) + "s" +
+                              std::to_string(s.stride) + "_" + std::to_string(s.side) + "px";
+    if (shape.find(only) == std::string::npos) continue;
+    const double flop = 2.0 * batch * s.k * out * out * s.c * s.r * s.r;  // one pass
+    tg::Tensor x = tg::randn({batch, s.c, s.side, s.side}, gen).requires_grad_(true);
+    tg::Tensor w = tg::randn({s.k, s.c, s.r, s.r}, gen).requires_grad_(true);
+    tg::Tensor gy = tg::randn({batch, s.k, out, out}, gen);
+    auto fwd = [&] {
+      tg::NoGradGuard no_grad;
+      tg::conv2d(x, w, tg::Tensor(), s.stride, pad);
+    };
+    auto train = [&] {  // forward, backward data, backward weights
+      x.zero_grad();
+      w.zero_grad();
+      tg::conv2d(x, w, tg::Tensor(), s.stride, pad).backward(gy);
+    };
+    const auto f = bench::time_blocks(fwd, repeats, 2, 0.2), t = bench::time_blocks(train, repeats, 2, 0.2);
+    const std::string id = model + "_conv_" + shape + "_b" + std::to_string(batch);
+    bench::json r = bench::summarize(id, t, {{"train_GFLOP_per_s", 3 * flop / 1e9}},
+                                     {{"model", model}, {"c", s.c}, {"k", s.k}, {"kernel", s.r}, {"stride", s.stride},
+                                      {"side", s.side}, {"batch", batch}, {"count", s.count}});
+    r["fwd_GFLOP_per_s"] = {{"median", flop / 1e9 / bench::median(f)}};
+    results.push_back(r);
+    total_fwd += s.count * bench::median(f);
+    total_train += s.count * bench::median(t);
+    flop_fwd += s.count * flop;
+    bench::progress(id + " (x" + std::to_string(s.count) + "): forward " +
+                    std::to_string(int(flop / 1e9 / bench::median(f))) + " GFLOP/s, forward+backward " +
+                    std::to_string(int(3 * flop / 1e9 / bench::median(t))) + " GFLOP/s");
+  }
+  bench::progress(model + " all convolutions, b" + std::to_string(batch) + ": forward " +
+                  std::to_string(int(flop_fwd / 1e9 / total_fwd)) + " GFLOP/s, forward+backward " +
+                  std::to_string(int(3 * flop_fwd / 1e9 / total_train)) + " GFLOP/s (" +
+                  std::to_string(total_train) + " s per step in convolutions)");
+  return results;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"tapegrad CNN step benchmark"};
   int threads = 2, repeats = 3, batch = 128;
   std::vector<std::string> models{"resnet20"};
+  std::string layers, only;
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--model", models, "resnet20, resnet34, densenet121");
   app.add_option("--repeats", repeats, "timed blocks");
   app.add_option("--batch", batch, "batch size");
+  app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34) instead");
+  app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\")");
   CLI11_PARSE(app, argc, argv);
   try {
     tg::set_num_threads(threads);
     bench::json results = bench::json::array();
+    if (!layers.empty()) {
+      results = bench_layers(layers, batch, repeats, only);
+      std::cout << bench::json{{"bench", "cnn_layers"}, {"meta", bench::meta()}, {"results", results}}.dump() << "\n";
+      return 0;
+    }
     for (const auto& name : models) {
       tg::Generator gen(0);
       std::shared_ptr<tg::nn::Layer> model;
@@ -33,7 +118,7 @@ int main(int argc, char** argv) {
       else TG_FAIL("bench_cnn: unknown model '", name, "' (resnet20, resnet34, densenet121)");
       tg::Tensor x = tg::randn({batch, 3, 32, 32}, gen);
       tg::Tensor y = tg::randint(10, {batch}, gen);
-      auto opt = tg::optim::make("sgd:lr=0.1,momentum=0.9", model->parameters());
+      auto opt = tg::optim::make("sgd:lr=0.1,momentum=0.9,weight_decay=5e-4", model->parameters());
       auto step = [&] {
         opt->zero_grad();
         tg::cross_entropy(model->forward(x), y).backward();
@@ -41,9 +126,12 @@ int main(int argc, char** argv) {
       };
       auto secs = bench::time_blocks(step, repeats, 2, 0.0);
       std::string id = name + "_train_b" + std::to_string(batch);
-      results.push_back(bench::summarize(id, secs, {{"steps_per_s", 1.0}, {"samples_per_s", double(batch)}},
-                                         {{"model", name}, {"batch", batch}, {"optim", "sgdm"}}));
-      bench::progress(id + ": " + std::to_string(int(batch / bench::median(secs))) + " samples/s");
+      bench::json r = bench::summarize(id, secs, {{"steps_per_s", 1.0}, {"images_per_s", double(batch)}},
+                                       {{"model", name}, {"batch", batch}, {"optim", "sgdm"}});
+      r["peak_rss_MiB"] = peak_rss_mib();  // of the process so far: run one model per process to compare
+      results.push_back(r);
+      bench::progress(id + ": " + std::to_string(int(batch / bench::median(secs))) + " images/s, peak RSS " +
+                      std::to_string(int(peak_rss_mib())) + " MiB");
     }
     std::cout << bench::json{{"bench", "cnn_step"}, {"meta", bench::meta()}, {"results", results}}.dump() << "\n";
   } catch (const tg::Error& e) {

@@ -58,6 +58,7 @@ std::string hms(double seconds) {
 }
 
 void write_atomically(const std::string& path, const std::string& text) {
+  remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -371,7 +372,12 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
   TG_CHECK(ex.steps_per_epoch >= 1, ex.name, ": an epoch has no step (", ex.steps_per_epoch,
            "): the training set is smaller than one batch?");
   TG_CHECK(!runs.empty(), "--optim: no optimizer to run");
-  fs::create_directories(c.out);
+  {
+    std::error_code ec;
+    fs::create_directories(c.out, ec);
+    TG_CHECK(!ec && fs::is_directory(c.out), "--out ", c.out, ": cannot create the directory (",
+             ec ? ec.message() : std::string("a file is in the way"), ")");
+  }
   const std::string telemetry_path = (fs::path(c.out) / "telemetry.jsonl").string();
   if (c.telemetry > 0 && !c.resume) write_atomically(telemetry_path, "");
   const int64_t steps = ex.steps_per_epoch;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <istream>
 #include <string>
 
 #include "tapegrad/nn/module.hpp"
@@ -18,11 +19,19 @@ using Metadata = std::map<std::string, std::string>;
 void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta = {});
 // Errors name the file and what is wrong (truncated, bad header, overlapping or out-of-range offsets).
 TensorDict load_safetensors(const std::string& path, Metadata* meta = nullptr);
+// Removes the temporary files "<path>.tmp.<pid>" that writers killed before their rename left beside path
+// (those whose process no longer exists; a live writer's file is left alone). Saving does it first.
+void remove_stale_temporaries(const std::string& path);
+// The same from a stream positioned anywhere (it is read from its start); `name` names it in errors.
+TensorDict read_safetensors(std::istream& in, const std::string& name, Metadata* meta = nullptr);
 
 // A training checkpoint: the model's state under "model.", the optimizer's under "optim.", and
 // free-form metadata (epoch, step, ...).
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
                      const Metadata& meta = {});
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
+// The second half of load_checkpoint: the tensors of a checkpoint (model.*, optim.*) into model and opt, all
+// or nothing; `name` names the checkpoint in errors.
+void apply_checkpoint(const TensorDict& tensors, const std::string& name, nn::Module& model, optim::Optimizer* opt);
 
 }  // namespace tapegrad

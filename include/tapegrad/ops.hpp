@@ -86,6 +86,23 @@ Tensor global_avg_pool2d(const Tensor& x);
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 
+// Embedding lookup: weight [V, E], indices I64 [*] in [0, V) -> [*, E]. The gradient reaches only the rows
+// used (a dense [V, E] tensor, zero elsewhere, as PyTorch's non-sparse embedding).
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+
+// One LSTM layer over a whole sequence, PyTorch's gate order (i, f, g, o) and weight layout:
+//   x [T, B, I]; h0, c0 [B, H] (undefined: zeros); w_ih [4H, I], w_hh [4H, H]; b_ih, b_hh [4H] (or both
+//   undefined). a_t = x_t w_ih^T + b_ih + h_{t-1} w_hh^T + b_hh; i, f, o = sigmoid, g = tanh (of a's quarters);
+//   c_t = f c_{t-1} + i g; h_t = o tanh(c_t).
+// Returns y [T, B, H] (h_t of every step) and the final state h, c [B, H]. One tape node for the sequence;
+// gradients flow into x, h0, c0 and the weights, and from y, h and c (so a state carried into the next call
+// without detach() is differentiated through).
+struct LstmOutput {
+  Tensor y, h, c;
+};
+LstmOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor());
+
 // Broadcasts x to shape (recorded: the gradient is summed back).
 Tensor expand(const Tensor& x, const Shape& shape);
 

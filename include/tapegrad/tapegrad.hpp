@@ -8,6 +8,8 @@
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/nn/rnn.hpp"
+#include "tapegrad/nn/utils.hpp"
 #include "tapegrad/ops.hpp"
 #include "tapegrad/optim.hpp"
 #include "tapegrad/tensor.hpp"

@@ -1,10 +1,16 @@
 // The CPU twin of the convolution, batch-norm and pooling kernels (contracts: src/kernels.inc).
 //
-// Convolution is im2col + one Eigen product per sample, parallel over the batch: each thread unfolds its
-// sample into a private column buffer [C*R*S, P*Q] and runs Eigen single-threaded on it (a 1x1 convolution
-// with stride 1 and no padding uses the input plane as it is). Batch norm runs per channel, pooling per
-// (sample, channel) plane, both parallel over those.
+// Convolution is im2col + Eigen matrix products, parallel over chunks of the batch: each thread unfolds a
+// chunk of samples side by side into a private column buffer [C*R*S, m*P*Q] and runs Eigen single-threaded
+// on it (chunks of several samples when the output planes are small, so that packing the weights is paid
+// for by enough columns). The data gradient of a stride-1 convolution is itself a convolution (of gy with
+// the flipped, transposed weights); strided ones go through col2im. Batch norm runs per channel, pooling
+// per (sample, channel) plane, both parallel over those.
 #include <omp.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
@@ -12,6 +18,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "../internal.hpp"
@@ -46,23 +54,55 @@ inline void valid_columns(const Window2d& g, int64_t s, int64_t& lo, int64_t& hi
   hi = std::max(hi, lo);
 }
 
-// col [C*R*S, P*Q]: col[(c R + r) S + s, p Q + q] = x[c, p sh - ph + r, q sw - pw + s], 0 outside.
+// The output rows p whose input row p stride - pad + r lies inside [0, H): [lo, hi).
+inline void valid_rows(const Window2d& g, int64_t r, int64_t& lo, int64_t& hi) {
+  int64_t off = r - g.pad_h;
+  lo = std::min(g.P, off >= 0 ? 0 : (-off + g.stride_h - 1) / g.stride_h);
+  hi = off >= g.H ? 0 : std::min(g.P, (g.H - 1 - off) / g.stride_h + 1);
+  hi = std::max(hi, lo);
+}
+
+// col [C*R*S, ld] (first P*Q columns): col[(c R + r) S + s, p Q + q] = x[c, p sh - ph + r, q sw - pw + s], 0 outside.
+// With stride 1 and an output as wide as the input (same padding), a row of col is the input plane shifted
+// by (r - ph) rows and (s - pw) columns: one copy, then the few entries that wrapped around a row edge are
+// zeroed. Otherwise it is built output row by output row.
+// (GCC would turn the short zero fills into memset calls, one per edge pixel: no-tree-loop-distribute-patterns
+// keeps them as stores.)
 template <class T>
-void im2col(const T* x, const Window2d& g, T* col) {
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void im2col(const T* x, const Window2d& g, T* col,
+                                                                          int64_t ld) {
+  const bool shifted = g.stride_h == 1 && g.stride_w == 1 && g.W == g.Q;
+  const int64_t hw = g.H * g.W, pq = g.P * g.Q;
   for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t r = 0; r < g.R; ++r) {
+      int64_t p0, p1;
+      valid_rows(g, r, p0, p1);
       for (int64_t s = 0; s < g.S; ++s) {
-        T* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
-        int64_t lo, hi, off = s - g.pad_w;
+        T* row = col + ((c * g.R + r) * g.S + s) * ld;
+        const T* plane = x + c * hw;
+        const int64_t off = s - g.pad_w;
+        std::fill(row, row + p0 * g.Q, T(0));
+        std::fill(row + p1 * g.Q, row + pq, T(0));
+        if (shifted) {
+          // row[i] = plane[i + delta] for i in [p0 Q, p1 Q), where that stays inside the plane.
+          const int64_t delta = (r - g.pad_h) * g.W + off;
+          const int64_t lo = std::max(p0 * g.Q, -delta), hi = std::min(p1 * g.Q, hw - delta);
+          std::fill(row + p0 * g.Q, row + std::max(lo, p0 * g.Q), T(0));
+          if (hi > lo) std::memcpy(row + lo, plane + lo + delta, static_cast<size_t>(hi - lo) * sizeof(T));
+          std::fill(row + std::max(hi, lo), row + p1 * g.Q, T(0));
+          if (off < 0)
+            for (int64_t p = p0; p < p1; ++p)
+              for (int64_t q = 0; q < -off; ++q) row[p * g.Q + q] = T(0);
+          else if (off > 0)
+            for (int64_t p = p0; p < p1; ++p)
+              for (int64_t q = g.Q - off; q < g.Q; ++q) row[p * g.Q + q] = T(0);
+          continue;
+        }
+        int64_t lo, hi;
         valid_columns(g, s, lo, hi);
-        for (int64_t p = 0; p < g.P; ++p) {
-          int64_t h = p * g.stride_h - g.pad_h + r;
+        for (int64_t p = p0; p < p1; ++p) {
+          const T* in = plane + (p * g.stride_h - g.pad_h + r) * g.W + off;
           T* out = row + p * g.Q;
-          if (h < 0 || h >= g.H) {
-            std::fill(out, out + g.Q, T(0));
-            continue;
-          }
-          const T* in = x + (c * g.H + h) * g.W + off;
           std::fill(out, out + lo, T(0));
           if (g.stride_w == 1) {
             std::memcpy(out + lo, in + lo, static_cast<size_t>(hi - lo) * sizeof(T));
@@ -72,16 +112,17 @@ void im2col(const T* x, const Window2d& g, T* col) {
           std::fill(out + hi, out + g.Q, T(0));
         }
       }
+    }
 }
 
 // The adjoint of im2col: x [C, H, W] = sum of the col entries that read each element.
 template <class T>
-void col2im(const T* col, const Window2d& g, T* x) {
+void col2im(const T* col, const Window2d& g, T* x, int64_t ld) {
   std::fill(x, x + g.C * g.H * g.W, T(0));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
-        const T* row = col + ((c * g.R + r) * g.S + s) * g.P * g.Q;
+        const T* row = col + ((c * g.R + r) * g.S + s) * ld;
         int64_t lo, hi, off = s - g.pad_w;
         valid_columns(g, s, lo, hi);
         for (int64_t p = 0; p < g.P; ++p) {
@@ -99,9 +140,9 @@ void col2im(const T* col, const Window2d& g, T* x) {
       }
 }
 
-// A per-thread column buffer of at least n elements, kept between calls (no allocation, no page faults,
-// no zeroing: im2col writes every element).
-template <class T>
+// Per-thread scratch buffers of at least n elements, kept between calls (no allocation, no page faults,
+// no zeroing: their users write every element they read). `slot` tells a thread's buffers apart.
+template <class T, int slot>
 T* scratch(int64_t n) {
   thread_local std::vector<T> buf;
   if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
@@ -128,82 +169,334 @@ int threads_for(int64_t n) {
   return (n > 1 && !omp_in_parallel()) ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), n)) : 1;
 }
 
+// Samples per matrix product. One sample of a small output plane (ResNet-34's last stage: 4x4) makes a
+// product of 16 columns, in which packing the weights costs more than multiplying; a chunk of samples side
+// by side gives at least kMinColumns columns. Every thread still gets a chunk.
+constexpr int64_t kMinColumns = 256;
+int64_t chunk_size(const Window2d& g) {
+  const int64_t pq = std::max<int64_t>(1, g.P * g.Q);
+  const int64_t want = std::min(g.N, (kMinColumns + pq - 1) / pq);
+  const int64_t per_thread_n = (g.N + threads_for(g.N) - 1) / std::max(1, threads_for(g.N));
+  return std::max<int64_t>(1, std::min(want, per_thread_n));
+}
+
+// Calls body(n0, n1) for the chunks [n0, n1) of the batch, spread over the threads.
+template <class Body>
+void for_chunks(const Window2d& g, int64_t nb, Body&& body) {
+  const int64_t chunks = (g.N + nb - 1) / nb;
+  per_thread(chunks, [&](int t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) body(t, i * nb, std::min(g.N, (i + 1) * nb));
+  });
+}
+
+// ---- the product of a convolution: C [M, L] = A [M, D] B [D, L] (+ bias [M]) ----------------------------
+//
+// B is a column buffer (rows of pixels, row stride ldb), A the weights (few rows, reused for every pixel).
+// Eigen packs both operands for every product and zero-fills C before it accumulates: for the shapes of a
+// convolution (M of 16 to 512 channels) that costs as much as the multiplication. This kernel packs A
+// once per convolution, reads B where it lies, and writes C once per depth block. Float with AVX-512 only;
+// other types and machines use Eigen (matmul_eigen).
+
+template <class T>
+void matmul_eigen(const T* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t D, const T* b, int64_t ldb,
+                  int64_t L, T* c, int64_t ldc, const T* bias) {
+  using Strided = Eigen::Map<const MatR<T>, 0, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+  using Out = Eigen::Map<MatR<T>, 0, Eigen::OuterStride<>>;
+  Strided A(a, M, D, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(a_rs, a_cs));
+  Eigen::Map<const MatR<T>, 0, Eigen::OuterStride<>> B(b, D, L, Eigen::OuterStride<>(ldb));
+  Out C(c, M, L, Eigen::OuterStride<>(ldc));
+  C.noalias() = A * B;
+  if (bias)
+    for (int64_t m = 0; m < M; ++m) C.row(m).array() += bias[m];
+}
+
+#if defined(__AVX512F__)
+constexpr int64_t kMR = 8;   // rows of C per micro-tile (channels)
+constexpr int64_t kNR = 32;  // columns of C per micro-tile (pixels: two AVX-512 vectors)
+
+// A [M, D] (element (m, d) at a[m a_rs + d a_cs]) in panels of kMR rows: ap[m0 D + d kMR + i] = A[m0 + i, d],
+// zero past M.
+// The buffer is the calling thread's, reused from call to call (a fresh one of ResNet-34's 9 MB would cost a
+// page fault per 4 KiB every time): one PackedA per thread at a time.
+struct PackedA {
+  float* data;
+  int64_t M = 0, D = 0;
+  PackedA(const float* a, int64_t a_rs, int64_t a_cs, int64_t m, int64_t d) : M(m), D(d) {
+    thread_local std::vector<float> buf;
+    const int64_t panels = (M + kMR - 1) / kMR;
+    if (static_cast<int64_t>(buf.size()) < panels * kMR * D) buf.resize(static_cast<size_t>(panels * kMR * D));
+    data = buf.data();
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t i = 0; i < kMR; ++i) {
+        float* dst = data + p * D * kMR + i;
+        if (p * kMR + i >= M) {
+          for (int64_t k = 0; k < D; ++k) dst[k * kMR] = 0.0f;
+          continue;
+        }
+        const float* src = a + (p * kMR + i) * a_rs;
+        for (int64_t k = 0; k < D; ++k) dst[k * kMR] = src[k * a_cs];
+      }
+  }
+};
+
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1); }
+
+// C[0:mr, 0:n] (+)= ap [kc, kMR]^T b [kc, n] (+ bias), mr <= kMR, n <= kNR. 16 accumulators, two vectors
+// of B and kMR broadcasts of A per step of depth.
+// kFull: n = kNR, plain loads of B (masked loads issue at half the rate on some cores).
+template <bool kAccumulate, bool kFull>
+inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc,
+                         int64_t mr, int64_t n, const float* bias) {
+  const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
+  __m512 acc[kMR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < kc; ++d) {
+    __m512 b0, b1;
+    if constexpr (kFull) {
+      b0 = _mm512_loadu_ps(b + d * ldb);
+      b1 = _mm512_loadu_ps(b + d * ldb + 16);
+    } else {
+      b0 = _mm512_maskz_loadu_ps(m0, b + d * ldb);
+      b1 = _mm512_maskz_loadu_ps(m1, b + d * ldb + 16);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[d * kMR + i]);
+      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    float* row = c + i * ldc;
+    __m512 r0 = acc[i][0], r1 = acc[i][1];
+    if constexpr (kAccumulate) {
+      r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, row));
+      r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, row + 16));
+    }
+    if (bias) {
+      r0 = _mm512_add_ps(r0, _mm512_set1_ps(bias[i]));
+      r1 = _mm512_add_ps(r1, _mm512_set1_ps(bias[i]));
+    }
+    _mm512_mask_storeu_ps(row, m0, r0);
+    _mm512_mask_storeu_ps(row + 16, m1, r1);
+  }
+}
+
+// C [M, L] (row stride ldc) = A B (+ bias [M]), or += with `accumulate`, for B [D, L] (row stride ldb),
+// blocked over the depth so that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
+void matmul_packed(const PackedA& A, const float* b, int64_t ldb, int64_t L, float* c, int64_t ldc,
+                   const float* bias, bool accumulate = false) {
+  const int64_t D = A.D, blocks = std::max<int64_t>(1, (D + 159) / 160), step = (D + blocks - 1) / blocks;
+  for (int64_t d0 = 0; d0 < D; d0 += step) {
+    const int64_t kc = std::min(step, D - d0);
+    const bool first = d0 == 0 && !accumulate, last = d0 + kc == D;
+    for (int64_t n0 = 0; n0 < L; n0 += kNR)
+      for (int64_t m0 = 0; m0 < A.M; m0 += kMR) {
+        const float* ap = A.data + m0 * D + d0 * kMR;
+        const float* bp = b + d0 * ldb + n0;
+        float* cp = c + m0 * ldc + n0;
+        const int64_t mr = std::min(kMR, A.M - m0), n = std::min(kNR, L - n0);
+        const float* bi = last && bias ? bias + m0 : nullptr;
+        if (n == kNR) {
+          if (first) micro_kernel<false, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+          else micro_kernel<true, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+        } else {
+          if (first) micro_kernel<false, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+          else micro_kernel<true, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
+        }
+      }
+  }
+}
+
+#endif
+
+// The weights of one convolution's products, A [M, D] with element (m, d) at a[m a_rs + d a_cs], packed
+// once when the fast kernel applies.
+template <class T>
+struct ConvWeights {
+  const T* a;
+  int64_t a_rs, a_cs, M, D;
+#if defined(__AVX512F__)
+  std::optional<PackedA> packed;
+#endif
+  ConvWeights(const T* a_, int64_t rs, int64_t cs, int64_t m, int64_t d) : a(a_), a_rs(rs), a_cs(cs), M(m), D(d) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) packed.emplace(a, rs, cs, m, d);
+#endif
+  }
+  // C [M, L] (row stride ldc) = A B (+ bias), B [D, L] with row stride ldb.
+  void times(const T* b, int64_t ldb, int64_t L, T* c, int64_t ldc, const T* bias) const {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      matmul_packed(*packed, b, ldb, L, c, ldc, bias);
+      return;
+    }
+#endif
+    matmul_eigen(a, a_rs, a_cs, M, D, b, ldb, L, c, ldc, bias);
+  }
+};
+
+// The row stride of a chunk's buffers of L columns. Rows whose stride is a multiple of 128 bytes share a
+// few L1 cache sets and evict one another while a product reads a tile of them (4 KiB apart: all in one
+// set); an odd number of cache lines spreads them over every set.
+inline int64_t row_stride(int64_t L) { return L % 32 == 0 ? L + 16 : L; }
+
+// The column buffer [CRS, ld] of samples n0 .. n0+m of x side by side (x itself for one sample of a 1x1
+// convolution whose planes need no padding of their stride).
+template <class T>
+const T* columns(const T* px, const Window2d& g, int64_t n0, int64_t m, int64_t ld) {
+  const int64_t pq = g.P * g.Q, chw = g.C * g.H * g.W;
+  if (m == 1 && is_pointwise(g) && ld == pq) return px + n0 * chw;
+  T* col = scratch<T, 0>(g.C * g.R * g.S * ld);
+  for (int64_t j = 0; j < m; ++j) im2col(px + (n0 + j) * chw, g, col + j * pq, ld);
+  return col;
+}
+
+// G [K, ld] = the planes gy[n0 .. n0+m) side by side (gy itself for one sample when ld = PQ).
+template <class T>
+const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, int64_t ld) {
+  const int64_t pq = g.P * g.Q;
+  if (m == 1 && ld == pq) return pg + n0 * g.K * pq;
+  T* G = scratch<T, 1>(g.K * ld);
+  for (int64_t j = 0; j < m; ++j)
+    for (int64_t k = 0; k < g.K; ++k)
+      std::memcpy(G + k * ld + j * pq, pg + ((n0 + j) * g.K + k) * pq, static_cast<size_t>(pq) * sizeof(T));
+  return G;
+}
+
+// y [N,K,P,Q] = w [K, CRS] im2col(x) + bias, chunk by chunk: col [CRS, m PQ] holds the chunk's samples
+// side by side, Y [K, m PQ] their outputs, copied into y's planes (a single sample's product writes y).
+template <class T>
+void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
+  const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
+  const ConvWeights<T> W(pw, crs, 1, g.K, crs);
+  for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
+    const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+    const T* cols = columns(px, g, n0, m, ld);
+    if (m == 1) {
+      W.times(cols, ld, L, py + n0 * g.K * pq, pq, pb);
+      return;
+    }
+    T* out = scratch<T, 1>(g.K * ld);
+    W.times(cols, ld, L, out, ld, pb);
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t k = 0; k < g.K; ++k)
+        std::memcpy(py + ((n0 + j) * g.K + k) * pq, out + k * ld + j * pq, static_cast<size_t>(pq) * sizeof(T));
+  });
+}
+
 }  // namespace
 
 // ---- convolution ----------------------------------------------------------------------------
 
-// y_n [K, PQ] = w [K, CRS] col_n [CRS, PQ] + bias
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Window2d& g, Tensor& y) {
-  dispatch_float(x.dtype(), "conv2d_forward", [&]<class T>() {
-    const T* px = ptr<T>(x);
-    const T* pb = ptr<T>(bias);
-    T* py = ptr<T>(y);
-    const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q;
-    CMap<T> W(ptr<T>(w), g.K, crs);
-    const bool direct = is_pointwise(g);
-    per_thread(g.N, [&](int, int64_t b, int64_t e) {
-      T* col = direct ? nullptr : scratch<T>(crs * pq);
-      for (int64_t n = b; n < e; ++n) {
-        const T* xn = px + n * g.C * g.H * g.W;
-        if (!direct) im2col(xn, g, col);
-        CMap<T> X(direct ? xn : col, crs, pq);
-        Map<T> Y(py + n * g.K * pq, g.K, pq);
-        Y.noalias() = W * X;
-        if (pb)
-          for (int64_t k = 0; k < g.K; ++k) Y.row(k).array() += pb[k];
-      }
-    });
-  });
+  dispatch_float(x.dtype(), "conv2d_forward",
+                 [&]<class T>() { conv_forward<T>(ptr<T>(x), ptr<T>(w), ptr<T>(bias), g, ptr<T>(y)); });
 }
 
-// gcol_n [CRS, PQ] = w^T gy_n;  gx_n = col2im(gcol_n)
+// Stride 1: gx is the convolution of gy with the flipped, transposed weights, wt [C, K, R, S] with
+// wt[c, k, r, s] = w[k, c, R-1-r, S-1-s], padding R-1-pad (the forward path: no col2im, and products as
+// deep as K R S rather than K).
+// Otherwise, chunk by chunk: gcol [CRS, m PQ] = w^T G, scattered back by col2im.
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g, Tensor& gx) {
   dispatch_float(gy.dtype(), "conv2d_backward_input", [&]<class T>() {
     const T* pg = ptr<T>(gy);
+    const T* pw = ptr<T>(w);
     T* px = ptr<T>(gx);
-    const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q;
-    CMap<T> W(ptr<T>(w), g.K, crs);
-    const bool direct = is_pointwise(g);
-    per_thread(g.N, [&](int, int64_t b, int64_t e) {
-      T* col = direct ? nullptr : scratch<T>(crs * pq);
-      for (int64_t n = b; n < e; ++n) {
-        CMap<T> G(pg + n * g.K * pq, g.K, pq);
-        T* xn = px + n * g.C * g.H * g.W;
-        Map<T> C(direct ? xn : col, crs, pq);
-        C.noalias() = W.transpose() * G;
-        if (!direct) col2im(col, g, xn);
-      }
+    const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, rs = g.R * g.S;
+    if (g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S) {
+      T* wt = scratch<T, 2>(g.K * crs);
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t i = 0; i < rs; ++i) wt[(c * g.K + k) * rs + (rs - 1 - i)] = pw[(k * g.C + c) * rs + i];
+      Window2d t = g;
+      t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
+      t.pad_h = g.R - 1 - g.pad_h, t.pad_w = g.S - 1 - g.pad_w;
+      t.P = g.H, t.Q = g.W;
+      conv_forward<T>(pg, wt, nullptr, t, px);
+      return;
+    }
+    const ConvWeights<T> Wt(pw, 1, crs, crs, g.K);  // w^T [CRS, K]
+    for_chunks(g, chunk_size(g), [&](int, int64_t n0, int64_t n1) {
+      const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+      T* gcol = scratch<T, 0>(crs * ld);
+      Wt.times(gather_planes(pg, g, n0, m, ld), ld, L, gcol, ld, nullptr);
+      for (int64_t j = 0; j < m; ++j) col2im(gcol + j * pq, g, px + (n0 + j) * g.C * g.H * g.W, ld);
     });
   });
 }
 
-// gw [K, CRS] = sum_n gy_n [K, PQ] col_n^T;  gbias [K] = sum over n, p, q of gy.
-// Each thread sums its block of samples into its own [K, CRS] partial; the partials are added in thread
-// order, so a fixed thread count gives fixed results.
+// gw [K, CRS] = sum over chunks of G [K, m PQ] col^T;  gbias [K] = sum over n, p, q of gy.
+// The first thread sums its chunks into gw, the others into partials of their own (reused buffers), added
+// in thread order: a fixed thread count gives fixed results. With the AVX-512 kernel (f32, K >= 32: its
+// tiles are 32 wide) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
+// packed operand and G^T [m PQ, K] read in place; the partials are then [CRS, K].
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
   dispatch_float(gy.dtype(), "conv2d_backward_weight", [&]<class T>() {
     const T* pg = ptr<T>(gy);
     const T* px = ptr<T>(x);
-    const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q;
-    const bool direct = is_pointwise(g);
-    int nt = threads_for(g.N);
-    std::vector<MatR<T>> partial(static_cast<size_t>(nt));
-    per_thread(g.N, [&](int t, int64_t b, int64_t e) {
-      MatR<T>& acc = partial[static_cast<size_t>(t)];
-      acc.setZero(g.K, crs);
-      T* col = direct ? nullptr : scratch<T>(crs * pq);
-      for (int64_t n = b; n < e; ++n) {
-        const T* xn = px + n * g.C * g.H * g.W;
-        if (!direct) im2col(xn, g, col);
-        CMap<T> X(direct ? xn : col, crs, pq);
-        CMap<T> G(pg + n * g.K * pq, g.K, pq);
-        acc.noalias() += G * X.transpose();
+    const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
+    const int nt = threads_for((g.N + nb - 1) / nb);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (g.K >= 32) {
+        std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
+        for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
+          const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);
+          const bool first = partial[static_cast<size_t>(t)] == nullptr;
+          float*& acc = partial[static_cast<size_t>(t)];
+          if (first) acc = scratch<float, 2>(crs * ldk);
+          const float* G = gather_planes(pg, g, n0, m, ld);
+          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]
+          for (int64_t l0 = 0; l0 < L; l0 += 16)
+            for (int64_t k = 0; k < g.K; ++k)
+              for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
+          const PackedA A(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          matmul_packed(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+        });
+        float* out = ptr<float>(gw);
+        const int64_t ldk = row_stride(g.K);
+        for (int64_t k = 0; k < g.K; ++k)
+          for (int64_t d = 0; d < crs; ++d) {
+            float v = 0.0f;
+            for (float* part : partial)
+              if (part) v += part[d * ldk + k];
+            out[k * crs + d] = v;
+          }
+        if (float* pb = ptr<float>(gbias)) {
+          for (int64_t k = 0; k < g.K; ++k) {
+            float acc = 0;
+            for (int64_t n = 0; n < g.N; ++n) {
+              const float* row = pg + (n * g.K + k) * pq;
+              for (int64_t i = 0; i < pq; ++i) acc += row[i];
+            }
+            pb[k] = acc;
+          }
+        }
+        return;
       }
+    }
+#endif
+    std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
+    for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
+      T*& acc = partial[static_cast<size_t>(t)];
+      if (!acc) {
+        acc = t == 0 ? ptr<T>(gw) : scratch<T, 2>(g.K * crs);
+        std::fill(acc, acc + g.K * crs, T(0));
+      }
+      const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+      using Strided = Eigen::Map<const MatR<T>, 0, Eigen::OuterStride<>>;
+      Map<T>(acc, g.K, crs).noalias() +=
+          Strided(gather_planes(pg, g, n0, m, ld), g.K, L, Eigen::OuterStride<>(ld)) *
+          Strided(columns(px, g, n0, m, ld), crs, L, Eigen::OuterStride<>(ld)).transpose();
     });
     Map<T> GW(ptr<T>(gw), g.K, crs);
-    GW.setZero();
-    for (const MatR<T>& part : partial)
-      if (part.size() != 0) GW += part;  // OpenMP may have started fewer threads than asked
+    if (!partial[0]) GW.setZero();  // OpenMP may have started fewer threads than asked
+    for (size_t t = 1; t < partial.size(); ++t)
+      if (partial[t]) GW += Map<T>(partial[t], g.K, crs);
     if (T* pb = ptr<T>(gbias)) {
       for (int64_t k = 0; k < g.K; ++k) {
         T acc = 0;
@@ -243,17 +536,24 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& weight, const Te
     const int64_t M = s.N * s.inner;
 #pragma omp parallel for schedule(static) if (s.C > 1 && M * s.C >= kGrain)
     for (int64_t c = 0; c < s.C; ++c) {
-      double sum = 0, sq = 0;  // two passes (mean, then squared deviations) in double: no cancellation
+      // Two passes (mean, then squared deviations: no cancellation), each plane summed in T at full vector
+      // width, the planes' sums in double.
+      double sum = 0, sq = 0;
       for (int64_t n = 0; n < s.N; ++n) {
         const T* p = px + (n * s.C + c) * s.inner;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t i = 0; i < s.inner; ++i) sum += p[i];
+        T part = 0;
+#pragma omp simd reduction(+ : part)
+        for (int64_t i = 0; i < s.inner; ++i) part += p[i];
+        sum += part;
       }
       double mean = sum / static_cast<double>(M);
+      const T mean_t = static_cast<T>(mean);
       for (int64_t n = 0; n < s.N; ++n) {
         const T* p = px + (n * s.C + c) * s.inner;
-#pragma omp simd reduction(+ : sq)
-        for (int64_t i = 0; i < s.inner; ++i) sq += (p[i] - mean) * (p[i] - mean);
+        T part = 0;
+#pragma omp simd reduction(+ : part)
+        for (int64_t i = 0; i < s.inner; ++i) part += (p[i] - mean_t) * (p[i] - mean_t);
+        sq += part;
       }
       double var = sq / static_cast<double>(M);
       double invstd = 1.0 / std::sqrt(var + eps);
@@ -315,15 +615,18 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight
 #pragma omp parallel for schedule(static) if (s.C > 1 && M * s.C >= kGrain)
     for (int64_t c = 0; c < s.C; ++c) {
       const T mu = pm[c], is = pi[c];
-      double sg = 0, sgx = 0;
+      double sg = 0, sgx = 0;  // per plane in T, over planes in double
       for (int64_t n = 0; n < s.N; ++n) {
         const T* g = pg + (n * s.C + c) * s.inner;
         const T* p = px + (n * s.C + c) * s.inner;
-#pragma omp simd reduction(+ : sg, sgx)
+        T part_g = 0, part_gx = 0;
+#pragma omp simd reduction(+ : part_g, part_gx)
         for (int64_t i = 0; i < s.inner; ++i) {
-          sg += g[i];
-          sgx += g[i] * (p[i] - mu);
+          part_g += g[i];
+          part_gx += g[i] * (p[i] - mu);
         }
+        sg += part_g;
+        sgx += part_gx;
       }
       sgx *= is;  // sum gy xhat
       if (gw) gw[c] = static_cast<T>(sgx);

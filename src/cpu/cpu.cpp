@@ -16,6 +16,7 @@
 
 #include "../internal.hpp"
 #include "parallel.hpp"
+#include "sgemm.hpp"
 
 namespace tapegrad::cpu {
 
@@ -366,8 +367,50 @@ void gemm_block(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t r0, i
 
 }  // namespace
 
+namespace {
+// f32 on AVX-512: sgemm's kernel. A product large enough for threads is cut into one band per thread, of
+// whole micro-tiles: bands of columns when C is wider than tall (each thread packs only its part of a
+// transposed B), else bands of rows (each thread packs only its rows of A).
+void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, const float* B,
+              float beta, float* C, const float* bias = nullptr) {
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const int threads = m * n * k < 64 * 64 * 64 || omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads == 1) return sgemm::gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, n, bias);
+  const bool by_cols = n >= m;
+  const int64_t len = by_cols ? n : m, unit = by_cols ? sgemm::kNR : sgemm::kMR;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = ((len + nt - 1) / nt + unit - 1) / unit * unit;
+    const int64_t lo = std::min(len, t * per), hi = std::min(len, lo + per);
+    if (lo < hi) {
+      if (by_cols)
+        sgemm::gemm(ta, tb, m, hi - lo, k, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, n,
+                    bias ? bias + lo : nullptr);
+      else
+        sgemm::gemm(ta, tb, hi - lo, n, k, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * n, n, bias);
+    }
+  }
+}
+}  // namespace
+
 void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const Tensor& a,
           int64_t stride_a, const Tensor& b, int64_t stride_b, double beta, Tensor& c) {
+  if (a.dtype() == DType::F32 && sgemm::available()) {
+    const float* pa = ptr<float>(a);
+    const float* pb = ptr<float>(b);
+    float* pc = ptr<float>(c);
+    const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
+    if (batch >= omp_get_max_threads() && batch * m * n * k >= 64 * 64 * 64 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < batch; ++i)  // one product per thread (gemm_f32 sees it is inside a parallel region)
+        gemm_f32(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+    } else {
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_f32(trans_a, trans_b, m, n, k, al, pa + i * stride_a, pb + i * stride_b, be, pc + i * m * n);
+    }
+    return;
+  }
   dispatch_float(a.dtype(), "gemm", [&]<class T>() {
     const T* pa = ptr<T>(a);
     const T* pb = ptr<T>(b);
@@ -402,6 +445,17 @@ void gemm(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64
       }
     }
   });
+}
+
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  const int64_t N = x.size(0), in = x.size(1), out = w.size(0);
+  if (x.dtype() == DType::F32 && sgemm::available()) {
+    gemm_f32(false, true, N, out, in, 1.0f, ptr<float>(x), ptr<float>(w), 0.0f, ptr<float>(y),
+             bias.defined() ? ptr<float>(bias) : nullptr);
+    return;
+  }
+  gemm(false, true, 1, N, out, in, 1.0, x, 0, w, 0, 0.0, y);
+  if (bias.defined()) add_bias_rows(y, bias);
 }
 
 void add_bias_rows(Tensor& y, const Tensor& bias) {
@@ -475,7 +529,10 @@ void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n
   });
 }
 
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& probs) {
+// Row by row, Eigen's vectorised exp: the forward reads the logits once (max, then the sum of exponentials of a
+// row that stays in cache) and keeps only lse [N]; the backward recomputes the softmax from the logits while
+// writing the gradient. Neither stores an [N, C] softmax.
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& lse) {
   int64_t N = logits.size(0), C = logits.size(1);
   const int64_t* pl = ptr<int64_t>(labels);
   for (int64_t i = 0; i < N; ++i)
@@ -483,38 +540,34 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Ten
              ") for logits of shape ", logits.shape());
   dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
     const T* px = ptr<T>(logits);
-    T* pp = ptr<T>(probs);
+    T* ps = ptr<T>(lse);
     T* po = ptr<T>(loss);
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T* row = px + i * C;
-        T* prow = pp + i * C;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t c = 0; c < C; ++c) mx = std::max(mx, row[c]);
-        T sum = 0;
-        for (int64_t c = 0; c < C; ++c) sum += (prow[c] = std::exp(row[c] - mx));
-        T inv = T(1) / sum;
-        for (int64_t c = 0; c < C; ++c) prow[c] *= inv;
-        po[i] = mx + std::log(sum) - row[pl[i]];
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> row(px + i * C, C);
+        const T mx = row.template maxCoeff<Eigen::PropagateNaN>();
+        ps[i] = mx + std::log((row - mx).exp().sum());
+        po[i] = ps[i] - row[pl[i]];
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));
   });
 }
 
-void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& g, double factor,
-                            Tensor& glogits) {
-  int64_t N = probs.size(0), C = probs.size(1);
+void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tensor& labels, const Tensor& g,
+                            double factor, Tensor& glogits) {
+  int64_t N = logits.size(0), C = logits.size(1);
   const int64_t* pl = ptr<int64_t>(labels);
-  dispatch_float(probs.dtype(), "cross_entropy_backward", [&]<class T>() {
-    const T* pp = ptr<T>(probs);
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    const T* px = ptr<T>(logits);
+    const T* ps = ptr<T>(lse);
     const T* pg = ptr<T>(g);
     T* po = ptr<T>(glogits);
     bool scalar_g = g.numel() == 1;
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         T s = static_cast<T>(factor) * (scalar_g ? pg[0] : pg[i]);
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) po[i * C + c] = pp[i * C + c] * s;
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> out(po + i * C, C);
+        out = (Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(px + i * C, C) - ps[i]).exp() * s;
         po[i * C + pl[i]] -= s;
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(C, 1)));

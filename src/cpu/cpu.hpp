@@ -5,6 +5,7 @@
 
 namespace tapegrad::cpu {
 using backend::Binary;
+using backend::LstmWeights;
 using backend::Unary;
 using backend::Window2d;
 #include "../kernels.inc"

@@ -66,8 +66,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              " (expected [", out_f, "])");
   }
   int64_t N = x.size(0);
-  Tensor y = bmm(x, false, 0, weight, true, 0, 1, N, out_f, in_f, {N, out_f});
-  if (bias.defined()) backend::add_bias_rows(y, bias);
+  Tensor y = make_tensor({N, out_f}, x.dtype(), x.device());
+  backend::linear_forward(x, weight, bias, y);
   if (needs_grad({x, weight, bias})) {
     bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
     record("linear", {x, weight, bias}, {y},

@@ -24,7 +24,8 @@ Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op(x, dim, false, 
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op(x, dim, true, "log_softmax"); }
 
 // loss = reduce_i (logsumexp(logits_i) - logits_i[label_i]);  dlogits_i = (softmax(logits_i) - onehot_i) g f
-// with f = 1/N for the mean. Fused: forward saves the softmax, backward is one pass.
+// with f = 1/N for the mean. Fused: forward saves the logits and lse_i = logsumexp(logits_i) [N], backward
+// recomputes the softmax as it writes the gradient (one pass, no [N, C] softmax kept between the two).
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, Reduction r) {
   check_float(logits, "cross_entropy");
   TG_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, C], got ", logits.shape());
@@ -35,16 +36,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, Reduction r) {
   int64_t N = logits.size(0);
   TG_CHECK(N > 0 || r == Reduction::Sum, "cross_entropy: mean over an empty batch, logits ", logits.shape());
   Tensor per_sample = make_tensor({N}, logits.dtype(), logits.device());
-  Tensor probs = new_like(logits);
-  backend::cross_entropy(logits, labels, per_sample, probs);
+  Tensor lse = make_tensor({N}, logits.dtype(), logits.device());
+  backend::cross_entropy(logits, labels, per_sample, lse);
   double factor = r == Reduction::Mean ? 1.0 / static_cast<double>(N) : 1.0;
   Tensor loss = make_tensor({}, logits.dtype(), logits.device());
   backend::sum_to(per_sample, loss);
   if (factor != 1.0) backend::affine(loss, factor, 0.0, loss);
   if (needs_grad({logits}))
-    record("cross_entropy", {logits}, {loss}, [factor, probs, labels](const Grads& g) {
-      Tensor gx = new_like(probs);
-      backend::cross_entropy_backward(probs, labels, g[0], factor, gx);
+    record("cross_entropy", {logits}, {loss}, [factor, x = logits.detach(), lse, labels](const Grads& g) {
+      Tensor gx = new_like(x);
+      backend::cross_entropy_backward(x, lse, labels, g[0], factor, gx);
       return Grads{gx};
     });
   return loss;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang with -fsanitize=fuzzer,address,undefined) into build-fuzz/:
-#   build-fuzz/fuzz_idx, build-fuzz/fuzz_cifar, build-fuzz/fuzz_safetensors, build-fuzz/fuzz_optim_spec
+#   build-fuzz/fuzz_idx, build-fuzz/fuzz_cifar, build-fuzz/fuzz_safetensors, build-fuzz/fuzz_optim_spec,
+#   build-fuzz/fuzz_text_corpus
 # and prints how to run them. Not part of the default build (it needs clang, libclang-rt-14-dev and libomp-dev).
 #
 #   tests/fuzz/build.sh
@@ -22,7 +23,7 @@ fi
 ninja -C "$build" libtapegrad.a >&2
 flags=(-std=c++20 -g -O1 -fopenmp -fsanitize=fuzzer $san -fno-sanitize-recover=undefined -I"$TG_ROOT/include")
 clang++ "${flags[@]}" -c "$TG_ROOT/tests/fuzz/targets.cpp" -o "$build/fuzz_targets.o"
-for t in idx cifar safetensors optim_spec; do
+for t in idx cifar safetensors optim_spec text_corpus; do
   clang++ "${flags[@]}" -DTG_FUZZ_TARGET="$t" "$TG_ROOT/tests/fuzz/fuzz_main.cpp" "$build/fuzz_targets.o" \
     "$build/libtapegrad.a" -lz -o "$build/fuzz_$t"
   echo "$build/fuzz_$t"

@@ -81,3 +81,27 @@ for i, s in enumerate([
     "adam:lr=-1", "adam:lr=nan", "adam:betas=0.9", "adam:lr=1e-3,lr=2e-3", "nosuch:lr=1", "adam:", ":",
 ]):
     put("optim_spec", "%02d" % i, s.encode())
+
+# Text corpora: 3 header bytes (where train ends and valid ends, as fractions of 255 of the rest; batch and
+# bptt), then the three texts back to back.
+def corpus(train, valid, test, batch=2, bptt=3):
+    body = train + valid + test
+    n = len(body)
+    a = (len(train) * 255 + n - 1) // n if n else 0
+    rest = n - len(train)
+    b = (len(valid) * 255 + rest - 1) // rest if rest else 0
+    hdr = bytes([a, b, (batch - 1) + 4 * (bptt - 1)])
+    return hdr + body
+
+ptb_train = b" the cat sat on the mat \n a dog <unk> the cat \n the N cats sat \n"
+for name, data in {
+    "ptb": corpus(ptb_train, b" the dog sat \n", b" a cat <unk> \n"),
+    "unknown-words": corpus(ptb_train, b" the zebra sat \n", b" a unicorn \n"),
+    "no-unk": corpus(b" a b c \n b c a \n", b" a d \n", b" c \n"),
+    "crlf-no-final-newline": corpus(b"a b\r\nc a\r\nb", b"a\r\n", b"c"),
+    "control-byte": corpus(b" a b \n c \x00 d \n", b" a \n", b" b \n"),
+    "empty-valid": corpus(b" a b \n", b"", b" a \n"),
+    "blank-lines": corpus(b"\n\n\n\n\n\n", b"\n", b"\n", batch=3, bptt=1),
+    "long-line": corpus(b" ".join(b"w%d" % (i % 37) for i in range(400)) + b"\n", b"w1 w2\n", b"w3\n", 4, 8),
+}.items():
+    put("text_corpus", name, data)

@@ -1,50 +1,21 @@
 #include "targets.hpp"
 
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
+#include <sstream>
 
 #include "tapegrad/tapegrad.hpp"
 #include "tapegrad/datasets/cifar.hpp"
 #include "tapegrad/datasets/idx.hpp"
+#include "tapegrad/datasets/text.hpp"
 
 namespace tapegrad::fuzz {
 
-namespace {
-
-// The input as a file the readers can open: one directory per process, removed at exit, and one file per
-// target, rewritten for every input.
-std::string& input_dir() {
-  static std::string dir;
-  return dir;
-}
-
-std::string as_file(const uint8_t* data, size_t size, const char* name) {
-  std::string& dir = input_dir();
-  if (dir.empty()) {
-    dir = (std::filesystem::temp_directory_path() / ("tg_fuzz_" + std::to_string(::getpid()))).string();
-    std::filesystem::create_directories(dir);
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(input_dir(), ec);
-    });
-  }
-  const std::string path = dir + "/" + name;
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
-                                                                 static_cast<std::streamsize>(size));
-  return path;
-}
-
-}  // namespace
+// Every target reads from memory (the readers' in-memory entry points share all their checks with the
+// file ones): no file system in the loop, so a run reaches millions of inputs.
 
 void idx(const uint8_t* data, size_t size) {
-  const std::string path = as_file(data, size, "input.idx");
   for (uint32_t magic : {datasets::kIdxImagesMagic, datasets::kIdxLabelsMagic}) {
     try {
-      const datasets::IdxArray a = datasets::read_idx(path, magic);
+      const datasets::IdxArray a = datasets::parse_idx(data, size, magic, "input.idx");
       uint64_t count = 1;
       for (int64_t d : a.dims) count *= static_cast<uint64_t>(d);
       if (a.data.size() != count) __builtin_trap();  // accepted, yet not prod(dims) bytes
@@ -70,17 +41,19 @@ void cifar(const uint8_t* data, size_t size) {
 }
 
 void safetensors(const uint8_t* data, size_t size) {
-  const std::string path = as_file(data, size, "input.safetensors");
+  TensorDict d;
   try {
+    std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
     Metadata meta;
-    const TensorDict d = load_safetensors(path, &meta);
+    d = read_safetensors(in, "input.safetensors", &meta);
     for (const auto& [name, t] : d) (void)t.numel();
   } catch (const Error&) {
+    return;
   }
   try {
     nn::Linear model(2, 2);
     auto opt = optim::make("adam", model.parameters());
-    load_checkpoint(path, model, opt.get());
+    apply_checkpoint(d, "input.safetensors", model, opt.get());
   } catch (const Error&) {
   }
 }
@@ -98,11 +71,40 @@ void optim_spec(const uint8_t* data, size_t size) {
   if (optim::make(described, model.parameters())->describe() != described) __builtin_trap();
 }
 
+void text_corpus(const uint8_t* data, size_t size) {
+  if (size < 3) return;
+  const std::string_view all(reinterpret_cast<const char*>(data) + 3, size - 3);
+  const size_t n1 = all.size() * data[0] / 255, n2 = (all.size() - n1) * data[1] / 255;
+  const int64_t batch = 1 + data[2] % 4, bptt = 1 + data[2] / 4 % 8;
+  datasets::TextCorpus c;
+  try {
+    c = datasets::parse_corpus(all.substr(0, n1), all.substr(n1, n2), all.substr(n1 + n2));
+  } catch (const Error&) {
+    return;
+  }
+  // Accepted: every id is a vocabulary entry, and the vocabulary maps back to its ids.
+  const int64_t V = c.vocab.size();
+  for (const auto* ids : {&c.train, &c.valid, &c.test})
+    for (int64_t id : *ids)
+      if (id < 0 || id >= V) __builtin_trap();
+  for (int64_t i = 0; i < V; ++i)
+    if (c.vocab.id(c.vocab.words[static_cast<size_t>(i)]) != i) __builtin_trap();
+  try {
+    const Tensor src = datasets::batchify(c.train, batch, "train");
+    int64_t targets = 0;
+    for (int64_t i = 0; i < datasets::num_segments(src, bptt); ++i)
+      targets += datasets::segment(src, i, bptt).target.numel();
+    if (targets != (src.size(0) - 1) * batch) __builtin_trap();  // the segments cover every next word once
+  } catch (const Error&) {
+  }
+}
+
 Target target(const std::string& name) {
   if (name == "idx") return idx;
   if (name == "cifar") return cifar;
   if (name == "safetensors") return safetensors;
   if (name == "optim_spec") return optim_spec;
+  if (name == "text_corpus") return text_corpus;
   return nullptr;
 }
 

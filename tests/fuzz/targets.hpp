@@ -20,7 +20,11 @@ void safetensors(const uint8_t* data, size_t size);
 // optim::make on the bytes as a spec string; an accepted spec must round-trip through describe().
 void optim_spec(const uint8_t* data, size_t size);
 
-// The targets by name, for the replay suite: "idx", "cifar", "safetensors", "optim_spec".
+// datasets::parse_corpus on the bytes cut into train, valid and test texts (the first two bytes say where),
+// then batchify and every BPTT segment of the training ids (batch and bptt from the third byte).
+void text_corpus(const uint8_t* data, size_t size);
+
+// The targets by name, for the replay suite: "idx", "cifar", "safetensors", "optim_spec", "text_corpus".
 using Target = void (*)(const uint8_t*, size_t);
 Target target(const std::string& name);
 

@@ -12,6 +12,7 @@ python3 "$(dirname "$0")/make_mnist_data.py" "$tmp/data"
 
 common=(--data "$tmp/data" --dataset mnist --hidden 32 --batch 50 --threads 1 --optim sgdm --optim adabound)
 "$mnist" "${common[@]}" --epochs 3 --out "$tmp/straight" > "$tmp/log1" 2>&1
+"$mnist" "${common[@]}" --epochs 3 --out "$tmp/again" > "$tmp/log1b" 2>&1  # determinism: the same run twice
 "$mnist" "${common[@]}" --epochs 2 --out "$tmp/resumed" > "$tmp/log2" 2>&1
 "$mnist" "${common[@]}" --epochs 3 --out "$tmp/resumed" --resume > "$tmp/log3" 2>&1
 
@@ -24,6 +25,12 @@ for f in "$tmp/straight"/*.jsonl; do
 for l in open(sys.argv[1]):
     j = json.loads(l); [j.pop(k, None) for k in ("seconds", "samples_per_s", "time", "elapsed_s", "epochs")]; print(json.dumps(j, sort_keys=True))' "$1"; }
   diff <(strip "$f") <(strip "$tmp/resumed/$b") || { echo "FAIL: resumed run differs from the straight run ($b)"; exit 1; }
+  diff <(strip "$f") <(strip "$tmp/again/$b") || { echo "FAIL: the same run twice gave different results ($b)"; exit 1; }
+  tensors() { python3 -c 'import json,struct,sys  # the tensors of a checkpoint, without its metadata (timing)
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__")
+print(json.dumps(h, sort_keys=True)); print(b[8 + n:].hex())' "$1"; }
+  cmp -s <(tensors "${f%.jsonl}.ckpt") <(tensors "$tmp/again/${b%.jsonl}.ckpt") ||
+    { echo "FAIL: the same run twice left different parameters or optimizer state (${b%.jsonl}.ckpt)"; exit 1; }
   n=$((n + 1))
 done
 [ $n -eq 2 ] || { echo "FAIL: expected 2 JSON-lines files, found $n"; exit 1; }

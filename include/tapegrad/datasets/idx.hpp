@@ -26,6 +26,8 @@ struct IdxArray {
 // Reads `path` (raw, or gzip whatever its name) and checks the magic is `expected_magic`, that the file
 // holds exactly prod(dims) elements, no fewer (truncated) and no more (trailing bytes).
 IdxArray read_idx(const std::string& path, uint32_t expected_magic);
+// The same checks on IDX bytes in memory (uncompressed); `name` stands for the file in messages.
+IdxArray parse_idx(const uint8_t* data, size_t size, uint32_t expected_magic, const std::string& name);
 
 // Writes an IDX file of u8 elements (gzip-compressed when the name ends in ".gz"). For tests and tools.
 void write_idx(const std::string& path, uint32_t magic, const std::vector<int64_t>& dims,
