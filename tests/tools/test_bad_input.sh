@@ -8,8 +8,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMP_WAIT_POLICY=passive
 
-data=$tmp/data bad=$tmp/bad ckpt=$tmp/ckpt text=$tmp/text
+data=$tmp/data bad=$tmp/bad ckpt=$tmp/ckpt text=$tmp/text cifar=$tmp/cifar
 python3 "$root/tests/tools/make_mnist_data.py" "$data"
+python3 "$root/tests/tools/make_cifar_data.py" "$cifar" 32
 python3 "$root/tests/tools/make_text_corpus.py" "$text"
 python3 - "$data" "$bad" <<'PY'
 import gzip, os, shutil, struct, sys
@@ -45,6 +46,25 @@ variant("text-no-test", lambda d: os.remove(os.path.join(d, "ptb.test.txt")))
 variant("text-empty-train", lambda d: write(d, "ptb.train.txt", b""))
 variant("text-binary", lambda d: write(d, "ptb.train.txt", b" a b \n c d \n e \x00 f \n"))
 PY
+python3 - "$cifar" "$bad" <<'PY'
+import os, shutil, sys
+cifar, bad = sys.argv[1], sys.argv[2]
+def variant(name, edit):
+    d = os.path.join(bad, name)
+    shutil.copytree(cifar, d)
+    edit(d)
+def edit(d, f, change):
+    p = os.path.join(d, f)
+    b = change(bytearray(open(p, "rb").read()))
+    open(p, "wb").write(bytes(b))
+def set_label(b):
+    b[3073 * 5] = 10
+    return b
+variant("cifar-no-test", lambda d: os.remove(os.path.join(d, "test_batch.bin")))
+variant("cifar-truncated", lambda d: edit(d, "data_batch_2.bin", lambda b: b[:-100]))
+variant("cifar-label-10", lambda d: edit(d, "data_batch_3.bin", set_label))
+variant("cifar-empty", lambda d: edit(d, "data_batch_5.bin", lambda b: b""))
+PY
 "$bin/mnist" --data "$data" --dataset mnist --hidden 32 --optim sgdm --epochs 1 --out "$ckpt" > "$tmp/ckpt.log" 2>&1 ||
   { echo "FAIL: the run that writes the checkpoint"; cat "$tmp/ckpt.log"; exit 1; }
 cp -r "$ckpt" "$bad/corrupt-ckpt"
@@ -61,7 +81,7 @@ while IFS=$'\t' read -r num cmd code msg; do
   rows=$((rows + 1))
   out=$tmp/out-$num
   cmd=${cmd//'$BIN'/$bin}; cmd=${cmd//'$DATA'/$data}; cmd=${cmd//'$BAD'/$bad}
-  cmd=${cmd//'$OUT'/$out}; cmd=${cmd//'$CKPT'/$ckpt}; cmd=${cmd//'$TEXT'/$text}
+  cmd=${cmd//'$OUT'/$out}; cmd=${cmd//'$CKPT'/$ckpt}; cmd=${cmd//'$TEXT'/$text}; cmd=${cmd//'$CIFAR'/$cifar}
   set +e
   timeout 300 bash -c "$cmd" > "$tmp/log-$num" 2>&1
   rc=$?
