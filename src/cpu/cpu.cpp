@@ -22,10 +22,6 @@ namespace tapegrad::cpu {
 
 namespace {
 
-template <class T>
-T* ptr(Tensor& t) { return static_cast<T*>(t.raw_data()); }
-template <class T>
-const T* ptr(const Tensor& t) { return static_cast<const T*>(t.raw_data()); }
 
 // Elementwise map y[i] = f(x[i]).
 template <class T, class F>

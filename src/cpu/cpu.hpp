@@ -9,4 +9,10 @@ using backend::LstmWeights;
 using backend::Unary;
 using backend::Window2d;
 #include "../kernels.inc"
+
+// A tensor's elements as T (nullptr for an undefined tensor: optional operands such as a bias).
+template <class T>
+T* ptr(Tensor& t) { return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr; }
+template <class T>
+const T* ptr(const Tensor& t) { return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr; }
 }  // namespace tapegrad::cpu

@@ -30,10 +30,6 @@ namespace tapegrad::cpu {
 
 namespace {
 
-template <class T>
-T* ptr(Tensor& t) { return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr; }
-template <class T>
-const T* ptr(const Tensor& t) { return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr; }
 
 template <class T>
 using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
