@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "../src/optim_kernels.hpp"
 
@@ -64,28 +65,47 @@ void AdaBound::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
   backend::adabound_update(p, g, st.exp_avg, st.exp_avg_sq, st.max_exp_avg_sq, s);
 }
 
-// The rate that multiplies m_t in update(), clip(step_size / (sqrt(v_t) + eps), eta_l, eta_u), and the same
-// before clipping; an element counts as clamped at a bound when its unclipped rate lies strictly beyond it.
+// The rate that multiplies m_t in update() before clipping, step_size / (sqrt(v_t) + eps), per element.
+std::vector<double> AdaBound::unclamped_lr(size_t i) const {
+  const double t = static_cast<double>(steps(i));
+  const double step_size = lr() * std::sqrt(1 - std::pow(options_.betas[1], t)) / (1 - std::pow(options_.betas[0], t));
+  const State& st = state_[i];
+  std::vector<double> rate = (options_.amsbound ? st.max_exp_avg_sq : st.exp_avg_sq).to_vector<double>();
+  for (double& x : rate) x = step_size / (std::sqrt(x) + options_.eps);
+  return rate;
+}
+
+std::pair<double, double> AdaBound::bounds(size_t i) const {
+  const double t = static_cast<double>(steps(i));
+  const double final_lr = options_.final_lr * lr() / initial_lr();
+  return {final_lr * (1 - 1 / (options_.gamma * t + 1)), final_lr * (1 + 1 / (options_.gamma * t))};
+}
+
+// The rate update() applied: clip(step_size / (sqrt(v_t) + eps), eta_l, eta_u).
+Tensor AdaBound::effective_lr(size_t i) const {
+  Optimizer::effective_lr(i);  // checks the index
+  if (steps(i) == 0) return {};
+  const auto [lower, upper] = bounds(i);
+  std::vector<double> rate = unclamped_lr(i);
+  for (double& x : rate) x = std::min(std::max(x, lower), upper);
+  return from_vector(rate, state_[i].exp_avg.shape());
+}
+
+// The clipped rate's distribution and the unclipped one's; an element counts as clamped at a bound when its
+// unclipped rate lies strictly beyond it.
 std::vector<LrStats> AdaBound::lr_telemetry() const {
   std::vector<LrStats> out;
   for (size_t i = 0; i < params().size(); ++i) {
     if (steps(i) == 0) continue;
-    const double t = static_cast<double>(steps(i));
-    const double step_size =
-        lr() * std::sqrt(1 - std::pow(options_.betas[1], t)) / (1 - std::pow(options_.betas[0], t));
-    const double final_lr = options_.final_lr * lr() / initial_lr();
     LrStats s;
     s.param = i;
     s.step = steps(i);
     s.bounded = true;
-    s.lower_bound = final_lr * (1 - 1 / (options_.gamma * t + 1));
-    s.upper_bound = final_lr * (1 + 1 / (options_.gamma * t));
-    const State& st = state_[i];
-    std::vector<double> raw = (options_.amsbound ? st.max_exp_avg_sq : st.exp_avg_sq).to_vector<double>();
+    std::tie(s.lower_bound, s.upper_bound) = bounds(i);
+    std::vector<double> raw = unclamped_lr(i);
     std::vector<double> clamped(raw.size());
     size_t below = 0, above = 0;
     for (size_t k = 0; k < raw.size(); ++k) {
-      raw[k] = step_size / (std::sqrt(raw[k]) + options_.eps);
       below += raw[k] < s.lower_bound;
       above += raw[k] > s.upper_bound;
       clamped[k] = std::min(std::max(raw[k], s.lower_bound), s.upper_bound);

@@ -30,17 +30,24 @@ void Adagrad::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
 }
 
 // The rate that multiplies d_t in update(): lr_t / (sqrt(s_t) + eps).
+// The rate of the last step, clr / (sqrt(sum) + eps) with clr = lr / (1 + (t - 1) lr_decay).
+Tensor Adagrad::effective_lr(size_t i) const {
+  Optimizer::effective_lr(i);  // checks the index
+  if (steps(i) == 0) return {};
+  const double clr = lr() / (1 + static_cast<double>(steps(i) - 1) * options_.lr_decay);
+  std::vector<double> rate = sum_[i].to_vector<double>();
+  for (double& v : rate) v = clr / (std::sqrt(v) + options_.eps);
+  return from_vector(rate, sum_[i].shape());
+}
+
 std::vector<LrStats> Adagrad::lr_telemetry() const {
   std::vector<LrStats> out;
   for (size_t i = 0; i < params().size(); ++i) {
     if (steps(i) == 0) continue;
-    const double clr = lr() / (1 + static_cast<double>(steps(i) - 1) * options_.lr_decay);
-    std::vector<double> rate = sum_[i].to_vector<double>();
-    for (double& v : rate) v = clr / (std::sqrt(v) + options_.eps);
     LrStats s;
     s.param = i;
     s.step = steps(i);
-    s.lr = lr_quantiles(std::move(rate));
+    s.lr = lr_quantiles(effective_lr(i).to_vector<double>());
     out.push_back(s);
   }
   return out;

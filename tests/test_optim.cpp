@@ -679,10 +679,16 @@ TEST_CASE("lr_telemetry: hand-computed quantiles, bounds and clamped fractions")
   }
 }
 
-TEST_CASE("effective_lr: the per-element rate of the Adam family is the one the update applied") {
-  // Step 3 with beta1 = 0: p_2 - p_3 = rate * g_3 element by element; the rate's shape is the parameter's.
+TEST_CASE("effective_lr: the per-element rate of every adaptive optimizer is the one the update applied") {
+  // Step 3 with beta1 = 0 (AdaGrad has no momentum): p_2 - p_3 = rate * g_3 element by element; the rate's
+  // shape is the parameter's. The AdaBound family's gamma = 0.1 and final_lr = 0.1 put the bounds at step 3
+  // at [0.023, 0.43], so the large gradients' rates are clipped at the lower bound and the 1e-3 one's at the
+  // upper: the rate is the clipped one.
   for (const char* spec :
-       {"adam:lr=0.01,betas=0/0.99", "amsgrad:lr=0.01,betas=0/0.99", "adamw:lr=0.01,betas=0/0.99,weight_decay=0"}) {
+       {"adagrad:lr=0.1", "adagrad:lr=0.1,lr_decay=0.5,initial_accumulator_value=0.1", "adam:lr=0.01,betas=0/0.99",
+        "amsgrad:lr=0.01,betas=0/0.99", "adamw:lr=0.01,betas=0/0.99,weight_decay=0",
+        "adabound:lr=0.01,betas=0/0.99,final_lr=0.1,gamma=0.1", "amsbound:lr=0.01,betas=0/0.99,final_lr=0.1,gamma=0.1",
+        "adaboundw:lr=0.01,betas=0/0.99,final_lr=0.1,gamma=0.1,weight_decay=0"}) {
     CAPTURE(spec);
     Tensor p = from_vector(std::vector<double>{0.5, -1.0, 2.0, 0.25, 0.0, 1.5}, {2, 3});
     p.requires_grad_(true);
@@ -707,6 +713,12 @@ TEST_CASE("effective_lr: the per-element rate of the Adam family is the one the 
     const auto s = opt->lr_telemetry().at(0);
     CHECK(s.lr.min == doctest::Approx(*std::min_element(r.begin(), r.end())));
     CHECK(s.lr.max == doctest::Approx(*std::max_element(r.begin(), r.end())));
+    if (s.bounded) {
+      CHECK(s.frac_at_lower > 0);
+      CHECK(s.frac_at_upper > 0);
+      CHECK(s.lr.min == doctest::Approx(s.lower_bound));
+      CHECK(s.lr.max == doctest::Approx(s.upper_bound));
+    }
     const std::string msg = [&] {
       try {
         opt->effective_lr(1);

@@ -5,6 +5,9 @@
 // kernels taken from different conv layers and of the last linear layer's bias, on a log colour scale:
 // some rates are tiny (< 0.01), some huge (> 1000): the extremes AdaBound's bounds cut off.
 //
+// Any adaptive optimizer's checkpoint works (Optimizer::effective_lr: AdaGrad, the Adam family, and the
+// AdaBound family after clipping, which shows the bounds at work); the paper's figure is Adam's.
+//
 // Input: a checkpoint of tools/cifar (model, optimizer state and, in its metadata, the model name, input
 // channels and optimizer spec), e.g. results/lr-heatmap/adam.ckpt. The nine conv layers are spread evenly
 // over the network's 3x3 convs in order (first and last included); the kernel (out channel, in channel) of
@@ -71,8 +74,8 @@ int run(const Config& c) {
   TG_CHECK(bias >= 0, "checkpoint ", c.checkpoint, ": model ", model_name, " has no 'linear.bias'");
   const Tensor probe = opt->effective_lr(convs.front());
   TG_CHECK(probe.defined(), "checkpoint ", c.checkpoint, ": optimizer '", spec,
-           "' has no per-element effective learning rate (Adam, AMSGrad and AdamW have; train with --optim adam), "
-           "or it has not taken a step");
+           "' has no per-element effective learning rate (AdaGrad and the Adam and AdaBound families have; "
+           "the paper's figure is Adam's: train with --optim adam), or it has not taken a step");
 
   json kernels = json::array();
   int64_t below = 0, above = 0, count = 0;

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <array>
+#include <utility>
 
 #include "tapegrad/optim/optimizer.hpp"
 
@@ -47,6 +48,7 @@ class AdaBound : public Optimizer {
   explicit AdaBound(std::vector<Tensor> params, double lr = 1e-3, AdaBoundOptions options = {});
   const AdaBoundOptions& options() const { return options_; }
   std::vector<LrStats> lr_telemetry() const override;
+  Tensor effective_lr(size_t i) const override;  // the clipped rate
   bool decoupled_weight_decay() const { return decoupled_; }
 
  protected:
@@ -63,6 +65,9 @@ class AdaBound : public Optimizer {
   AdaBoundOptions options_;
   bool decoupled_;
   std::vector<State> state_;
+
+  std::vector<double> unclamped_lr(size_t i) const;  // step_size / (sqrt(v_t) + eps) of the last step
+  std::pair<double, double> bounds(size_t i) const;   // [eta_l(t), eta_u(t)] of the last step
 };
 
 // AdaBound with amsbound = true.

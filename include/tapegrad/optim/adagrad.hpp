@@ -29,6 +29,7 @@ class Adagrad : public Optimizer {
   explicit Adagrad(std::vector<Tensor> params, double lr = 1e-2, AdagradOptions options = {});
   const AdagradOptions& options() const { return options_; }
   std::vector<LrStats> lr_telemetry() const override;
+  Tensor effective_lr(size_t i) const override;
 
  protected:
   void init_state(size_t i, const Tensor& p) override;

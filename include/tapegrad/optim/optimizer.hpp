@@ -84,8 +84,9 @@ class Optimizer {
   virtual std::vector<LrStats> lr_telemetry() const { return {}; }
   // The same per element, on request: parameter i's effective learning rate of its last step as an F64
   // tensor of the parameter's shape (what lr_telemetry() summarises; the paper's figure 1 draws it).
-  // Undefined when parameter i has not stepped yet or the optimizer has no such rate (SGD, and for now the
-  // AdaBound family, whose lr_telemetry() reports the clamped rate's distribution).
+  // AdaGrad: lr / (sqrt(sum) + eps); the Adam family: as in lr_telemetry(); the AdaBound family: the rate
+  // after clipping into its bounds. Undefined when parameter i has not stepped yet or the optimizer has no
+  // such rate (SGD).
   virtual Tensor effective_lr(size_t i) const;
 
  protected:
