@@ -42,8 +42,6 @@ using namespace tapegrad::tools;
 
 namespace {
 
-const char* kDebianFashionMnist = "/usr/share/datasets/fashion-mnist";
-
 // The CPU default: about ten minutes for all six optimizers with ResNet-20 on two cores (see README).
 constexpr int64_t kCpuEpochs = 8, kCpuTrain = 4000, kCpuTest = 1000;
 // The paper's protocol (the milestone, 150, is 3/4 of it).
@@ -70,43 +68,19 @@ struct Config : CommonConfig {
   int64_t eval_batch = 500;
 };
 
-// Which data runs: CIFAR-10 when --data holds it, else Fashion-MNIST from Debian, said loudly.
-struct DataChoice {
-  std::string dataset;  // "cifar10" or "fashion-mnist"
-  std::string title;    // "CIFAR-10", "Fashion-MNIST (32x32)"
-  std::string dir;
-  std::string note;     // printed loudly and kept in the results
-};
-
+// CIFAR-10 when --data holds it, else Fashion-MNIST padded to 32x32, said loudly.
 DataChoice choose_data(const Config& c) {
-  const std::string ds = lower(c.dataset);
-  TG_CHECK(ds == "auto" || ds == "cifar10" || ds == "fashion-mnist", "--dataset '", c.dataset,
-           "': expected cifar10, fashion-mnist or auto");
-  if (ds == "cifar10" || (ds == "auto" && !c.data.empty())) {
-    const std::string found = datasets::find_cifar10_dir(c.data);
-    if (!found.empty()) return {"cifar10", "CIFAR-10", found, ""};
-    const std::string why = c.data.empty() ? std::string("no --data DIR given")
-                                           : "--data " + c.data + " lacks " +
-                                                 join(datasets::missing_cifar10_files(c.data), ", ");
-    TG_CHECK(ds == "auto", "--dataset cifar10: ", why,
-             "; give the directory holding the binary version's data_batch_1.bin .. data_batch_5.bin and "
-             "test_batch.bin (or its parent, holding cifar-10-batches-bin/)");
-    DataChoice d{"fashion-mnist", "Fashion-MNIST (32x32)", kDebianFashionMnist, ""};
-    d.note = "CIFAR-10 not found (" + why + "): running on Fashion-MNIST from " + d.dir +
-             " instead, padded to 32x32, one channel. Accuracies are NOT comparable to the paper's CIFAR-10 numbers.";
-    TG_CHECK(datasets::missing_mnist_files(d.dir).empty(), "CIFAR-10 not found (", why,
-             "); and Fashion-MNIST is not in ", d.dir, " either (missing ",
-             join(datasets::missing_mnist_files(d.dir), ", "), "): run datasets/fetch fashion-mnist");
-    return d;
-  }
-  DataChoice d{"fashion-mnist", "Fashion-MNIST (32x32)", c.data.empty() ? kDebianFashionMnist : c.data, ""};
-  TG_CHECK(datasets::missing_mnist_files(d.dir).empty(), "--dataset fashion-mnist: ", d.dir, " lacks ",
-           join(datasets::missing_mnist_files(d.dir), ", "),
-           c.data.empty() ? " (install Debian's dataset-fashion-mnist: datasets/fetch fashion-mnist)" : "");
-  d.note = (ds == "auto" ? "no --data DIR with CIFAR-10 given: running on Fashion-MNIST from " + d.dir
-                         : "running on Fashion-MNIST (--dataset fashion-mnist) from " + d.dir) +
-           ", padded to 32x32, one channel. Accuracies are NOT comparable to the paper's CIFAR-10 numbers.";
-  return d;
+  PaperDataset cifar;
+  cifar.name = "cifar10";
+  cifar.title = "CIFAR-10";
+  cifar.find = datasets::find_cifar10_dir;
+  cifar.missing = datasets::missing_cifar10_files;
+  cifar.expected = "give the directory holding the binary version's data_batch_1.bin .. data_batch_5.bin and "
+                   "test_batch.bin (or its parent, holding cifar-10-batches-bin/)";
+  cifar.stand_in_title = "Fashion-MNIST (32x32)";
+  cifar.stand_in = ", padded to 32x32, one channel";
+  cifar.results = "numbers";
+  return choose_image_data(c.dataset, c.data, cifar);
 }
 
 // The paper's six with the reference hyperparameters for `model`.

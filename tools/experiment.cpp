@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 
+#include "tapegrad/datasets/idx.hpp"
 #include "tapegrad/ops.hpp"
 
 namespace fs = std::filesystem;
@@ -74,6 +75,36 @@ void write_atomically(const std::string& path, const std::string& text) {
 void banner(const std::string& note) {
   const std::string bar(78, '!');
   std::cerr << bar << "\n!! " << note << '\n' << bar << '\n';
+}
+
+DataChoice choose_image_data(const std::string& dataset, const std::string& data, const PaperDataset& paper) {
+  const std::string debian = "/usr/share/datasets/fashion-mnist";
+  const std::string ds = lower(dataset);
+  TG_CHECK(ds == "auto" || ds == paper.name || ds == "fashion-mnist", "--dataset '", dataset, "': expected ",
+           paper.name, ", fashion-mnist or auto");
+  const std::string not_comparable =
+      ". Accuracies are NOT comparable to the paper's " + paper.title + " " + paper.results + ".";
+  if (ds == paper.name || (ds == "auto" && !data.empty())) {
+    const std::string found = data.empty() ? "" : paper.find(data);
+    if (!found.empty()) return {paper.name, paper.title, found, ""};
+    const std::string why =
+        data.empty() ? std::string("no --data DIR given") : "--data " + data + " lacks " + join(paper.missing(data), ", ");
+    TG_CHECK(ds == "auto", "--dataset ", paper.name, ": ", why, "; ", paper.expected);
+    const std::vector<std::string> lacking = datasets::missing_mnist_files(debian);
+    TG_CHECK(lacking.empty(), paper.title, " not found (", why, "); and Fashion-MNIST is not in ", debian,
+             " either (missing ", join(lacking, ", "), "): run datasets/fetch fashion-mnist");
+    return {"fashion-mnist", paper.stand_in_title, debian,
+            paper.title + " not found (" + why + "): running on Fashion-MNIST from " + debian + " instead" +
+                paper.stand_in + not_comparable};
+  }
+  const std::string dir = data.empty() ? debian : data;
+  const std::vector<std::string> lacking = datasets::missing_mnist_files(dir);
+  TG_CHECK(lacking.empty(), "--dataset fashion-mnist: ", dir, " lacks ", join(lacking, ", "),
+           data.empty() ? " (install Debian's dataset-fashion-mnist: datasets/fetch fashion-mnist)" : "");
+  return {"fashion-mnist", paper.stand_in_title, dir,
+          (ds == "auto" ? "no --data DIR with " + paper.title + " given: running on Fashion-MNIST from " + dir
+                        : "running on Fashion-MNIST (--dataset fashion-mnist) from " + dir) +
+              paper.stand_in + not_comparable};
 }
 
 // ------------------------------------------------------------------------------------------- run specs
@@ -536,7 +567,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
       summary.epochs.push_back(line);
       progress.say(head + "  train loss " + fmt("%.4f", train_loss) +
                    (counts_correct ? " acc " + fmt("%.2f%%", 100.0 * correct / std::max<int64_t>(seen, 1)) : "") +
-                   shown + "  " + fmt("%.1f s", seconds) + "  lr " + optim::format_number(opt->lr()) + "  " +
+                   shown + "  " + fmt("%.1f s", seconds) + "  lr " + fmt("%.6g", opt->lr()) + "  " +
                    fmt("%.0f ", seen / train_seconds) + ex.unit + "/s");
       if (scheduler) scheduler->step();
 

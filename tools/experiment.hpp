@@ -45,6 +45,27 @@ void write_atomically(const std::string& path, const std::string& text);
 // A loud banner on stderr (a data substitution, for instance).
 void banner(const std::string& note);
 
+// ------------------------------------------------------------------------------------------------ data
+// Which data an image experiment runs on: the paper's dataset when --data holds it, else Fashion-MNIST from
+// Debian's dataset-fashion-mnist (or from --data with --dataset fashion-mnist), said loudly.
+struct DataChoice {
+  std::string dataset;  // the paper's ("mnist", "cifar10") or "fashion-mnist"
+  std::string title;    // "MNIST", "CIFAR-10", "Fashion-MNIST", "Fashion-MNIST (32x32)"
+  std::string dir;
+  std::string note;     // printed loudly and kept in the results; empty for the paper's dataset
+};
+struct PaperDataset {
+  std::string name, title;  // "cifar10", "CIFAR-10"
+  std::function<std::string(const std::string&)> find;                  // its directory in --data, or ""
+  std::function<std::vector<std::string>(const std::string&)> missing;  // its files a directory lacks
+  std::string expected;        // what --data must hold, for the error
+  std::string stand_in_title;  // "Fashion-MNIST (32x32)"
+  std::string stand_in;        // how Fashion-MNIST stands in: ", padded to 32x32, one channel" or ""
+  std::string results;         // what of the paper's is not comparable then: "figure", "numbers"
+};
+// --dataset is auto, the paper's name or fashion-mnist; --data a directory or empty.
+DataChoice choose_image_data(const std::string& dataset, const std::string& data, const PaperDataset& paper);
+
 // ------------------------------------------------------------------------------------------- run specs
 struct RunSpec {
   std::string label;  // "AdaBound"; also names the files (lower case)

@@ -40,8 +40,6 @@ using namespace tapegrad::tools;
 
 namespace {
 
-const char* kDebianFashionMnist = "/usr/share/datasets/fashion-mnist";
-
 struct Config : CommonConfig {
   int64_t hidden = 256;
   int64_t batch = 128;
@@ -51,43 +49,18 @@ struct Config : CommonConfig {
   int64_t test_limit = 0;
 };
 
-// Which data runs: MNIST when --data holds it, else Fashion-MNIST from Debian's dataset-fashion-mnist,
-// said loudly, since the paper's figure is MNIST.
-struct DataChoice {
-  std::string dataset;  // "mnist" or "fashion-mnist"
-  std::string title;    // "MNIST", "Fashion-MNIST"
-  std::string dir;
-  std::string note;     // printed loudly and kept in the summary
-};
-
+// The paper's MNIST when --data holds it, else Fashion-MNIST, said loudly.
 DataChoice choose_data(const Config& c) {
-  const std::string ds = lower(c.dataset);
-  TG_CHECK(ds == "auto" || ds == "mnist" || ds == "fashion-mnist", "--dataset '", c.dataset,
-           "': expected mnist, fashion-mnist or auto");
-  auto missing_in = [](const std::string& dir) { return datasets::missing_mnist_files(dir); };
-  if (ds == "mnist" || (ds == "auto" && !c.data.empty())) {
-    if (!c.data.empty() && missing_in(c.data).empty()) return {"mnist", "MNIST", c.data, ""};
-    const std::string why = c.data.empty() ? std::string("no --data DIR given")
-                                           : "--data " + c.data + " lacks " + join(missing_in(c.data), ", ");
-    TG_CHECK(ds == "auto", "--dataset mnist: ", why,
-             "; give the directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-             "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]");
-    DataChoice d{"fashion-mnist", "Fashion-MNIST", kDebianFashionMnist, ""};
-    d.note = "MNIST not found (" + why + "): running on Fashion-MNIST from " + d.dir +
-             " instead. Accuracies are NOT comparable to the paper's MNIST figure.";
-    TG_CHECK(missing_in(d.dir).empty(), d.note.substr(0, d.note.find(':')), "; and Fashion-MNIST is not in ", d.dir,
-             " either (missing ", join(missing_in(d.dir), ", "), "): run datasets/fetch fashion-mnist");
-    return d;
-  }
-  DataChoice d{"fashion-mnist", "Fashion-MNIST", c.data.empty() ? kDebianFashionMnist : c.data, ""};
-  TG_CHECK(missing_in(d.dir).empty(), "--dataset fashion-mnist: ", d.dir, " lacks ", join(missing_in(d.dir), ", "),
-           c.data.empty() ? " (install Debian's dataset-fashion-mnist: datasets/fetch fashion-mnist)" : "");
-  if (ds == "auto")
-    d.note = "no --data DIR with MNIST given: running on Fashion-MNIST from " + d.dir +
-             ". Accuracies are NOT comparable to the paper's MNIST figure.";
-  else
-    d.note = "running on Fashion-MNIST (--dataset fashion-mnist), not the paper's MNIST.";
-  return d;
+  PaperDataset mnist;
+  mnist.name = "mnist";
+  mnist.title = "MNIST";
+  mnist.find = [](const std::string& dir) { return datasets::missing_mnist_files(dir).empty() ? dir : ""; };
+  mnist.missing = datasets::missing_mnist_files;
+  mnist.expected = "give the directory holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                   "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]";
+  mnist.stand_in_title = "Fashion-MNIST";
+  mnist.results = "figure";
+  return choose_image_data(c.dataset, c.data, mnist);
 }
 
 int run(const Config& c) {
