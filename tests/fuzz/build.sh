@@ -10,6 +10,7 @@
 # Inputs the fuzzers find go to the first corpus directory. tests/fuzz/<target>/ holds the seeds (seed-*,
 # from make_seeds.py) and a coverage-minimised set of found inputs (named by their SHA-1), added with
 #   build-fuzz/fuzz_idx -merge=1 -max_len=300 tests/fuzz/idx tests/fuzz/found/idx
+# (cifar: -max_len=10000, since a record is 3,073 bytes and shorter inputs stop at the size check).
 # An input that crashed goes there too once fixed, so that the normal test suite replays it.
 set -euo pipefail
 . "$(dirname "$0")/../../tools/common.sh"
