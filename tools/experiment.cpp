@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -275,10 +276,15 @@ std::string first_nonfinite_grad(const std::vector<std::pair<std::string, Tensor
   for (const auto& [name, p] : named) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    // An element is NaN or Inf when its exponent bits are all ones: an integer test the compiler vectorises
+    // (this runs every step over every gradient, 4.3M elements for the small language model).
     bool finite = true;
+    const int64_t n = g.numel();
     if (g.dtype() == DType::F32) {
       const float* x = g.data<float>();
-      for (int64_t i = 0; i < g.numel(); ++i) finite &= std::isfinite(x[i]);
+      uint32_t any = 0;
+      for (int64_t i = 0; i < n; ++i) any |= (~std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0;
+      finite = any == 0;
     } else {
       for (double v : g.to_vector<double>()) finite &= std::isfinite(v);
     }
