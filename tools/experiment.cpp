@@ -88,8 +88,8 @@ DataChoice choose_image_data(const std::string& dataset, const std::string& data
   if (ds == paper.name || (ds == "auto" && !data.empty())) {
     const std::string found = data.empty() ? "" : paper.find(data);
     if (!found.empty()) return {paper.name, paper.title, found, ""};
-    const std::string why =
-        data.empty() ? std::string("no --data DIR given") : "--data " + data + " lacks " + join(paper.missing(data), ", ");
+    const std::string why = data.empty() ? std::string("no --data DIR given")
+                                         : "--data " + data + " lacks " + join(paper.missing(data), ", ");
     TG_CHECK(ds == "auto", "--dataset ", paper.name, ": ", why, "; ", paper.expected);
     const std::vector<std::string> lacking = datasets::missing_mnist_files(debian);
     TG_CHECK(lacking.empty(), paper.title, " not found (", why, "); and Fashion-MNIST is not in ", debian,
