@@ -29,8 +29,7 @@ void Adagrad::update(size_t i, Tensor& p, const Tensor& g, int64_t step) {
   backend::adagrad_update(p, g, sum_[i], s);
 }
 
-// The rate that multiplies d_t in update(): lr_t / (sqrt(s_t) + eps).
-// The rate of the last step, clr / (sqrt(sum) + eps) with clr = lr / (1 + (t - 1) lr_decay).
+// The rate that multiplied d_t in the last update(): lr_t / (sqrt(s_t) + eps), lr_t = lr / (1 + (t - 1) lr_decay).
 Tensor Adagrad::effective_lr(size_t i) const {
   Optimizer::effective_lr(i);  // checks the index
   if (steps(i) == 0) return {};
