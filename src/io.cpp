@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "internal.hpp"
@@ -37,6 +38,34 @@ void write_all(int fd, const char* buf, size_t n, const std::string& path) {
     TG_CHECK(w > 0, "save: writing '", path, "' failed: ", std::strerror(errno));
     buf += w;
     n -= static_cast<size_t>(w);
+  }
+}
+
+// Writes path through a temporary file beside it ("<path>.tmp.<pid>"): `fill` writes the bytes, which are
+// flushed to disk, then renamed over path, and the rename made durable: all or nothing.
+void write_atomically_with(const std::string& path, const std::function<void(int fd, const std::string& tmp)>& fill) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TG_CHECK(fd >= 0, "save: cannot create '", tmp, "': ", std::strerror(errno));
+  try {
+    fill(fd, tmp);
+    TG_CHECK(::fsync(fd) == 0, "save: fsync of '", tmp, "' failed: ", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    TG_FAIL("save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {  // make the rename itself durable
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 
@@ -111,33 +140,17 @@ void save_safetensors(const std::string& path, const TensorDict& tensors, const 
   h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-aligned, as the format recommends
   uint64_t hlen = h.size();
 
-  // Temporary file beside the target, flushed to disk, then renamed over it: all or nothing.
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  TG_CHECK(fd >= 0, "save: cannot create '", tmp, "': ", std::strerror(errno));
-  try {
+  write_atomically_with(path, [&](int fd, const std::string& tmp) {
     write_all(fd, reinterpret_cast<const char*>(&hlen), 8, tmp);
     write_all(fd, h.data(), h.size(), tmp);
     for (auto& [_, t] : tensors)
       write_all(fd, static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.numel()) * size_of(t.dtype()), tmp);
-    TG_CHECK(::fsync(fd) == 0, "save: fsync of '", tmp, "' failed: ", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    TG_FAIL("save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
-  }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {  // make the rename itself durable
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  });
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  remove_stale_temporaries(path);
+  write_atomically_with(path, [&](int fd, const std::string& tmp) { write_all(fd, bytes.data(), bytes.size(), tmp); });
 }
 
 TensorDict load_safetensors(const std::string& path, Metadata* meta) {

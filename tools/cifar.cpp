@@ -27,6 +27,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -115,10 +116,7 @@ int run(Config c, const CLI::App& app) {
   Generator probe_gen(0);
   make_cifar_model(c.model, 3, probe_gen);  // an unknown --model fails here, before any data is read
   const std::vector<RunSpec> runs = parse_runs(c.optim, default_runs(c.model, c.weight_decay));
-  {  // check every spec before the first epoch, so a typo in the last one does not cost the others' time
-    nn::Linear probe(2, 2);
-    for (const RunSpec& r : runs) optim::make(r.spec, probe.parameters());
-  }
+  if (check_runs(c, runs)) return 0;  // --check-optim
 
   const DataChoice data = choose_data(c);
   datasets::ImageDataset train, test;
@@ -140,6 +138,8 @@ int run(Config c, const CLI::App& app) {
   const int64_t full_train = train.size(), full_test = test.size();
   if (c.train_limit > 0) train = datasets::head(train, std::min(c.train_limit, train.size()));
   if (c.test_limit > 0) test = datasets::head(test, std::min(c.test_limit, test.size()));
+  std::optional<datasets::ImageDataset> val;
+  if (c.val_fraction > 0) val = split_validation(train, c.val_fraction, c.seed);
   TG_CHECK(train.size() >= 1 && test.size() >= 1, "dataset ", data.dataset, ": ", train.size(), " training and ",
            test.size(), " test images; need at least one of each");
 
@@ -151,7 +151,8 @@ int run(Config c, const CLI::App& app) {
   const bool subset = train.size() < full_train || test.size() < full_test;
   auto count = [](int64_t n, int64_t of) { return std::to_string(n) + (n < of ? " of " + std::to_string(of) : ""); };
   const std::string sizes =
-      count(train.size(), full_train) + " training, " + count(test.size(), full_test) + " test images";
+      count(train.size(), full_train) + " training, " + count(test.size(), full_test) + " test images" +
+      (val ? " (and " + std::to_string(val->size()) + " validation images held out)" : "");
   std::string note = data.note;
   if (!c.paper) {
     const std::string protocol = (cpu_default ? "CPU default schedule: " : "Reduced schedule: ") + c.model + ", " +
@@ -177,7 +178,12 @@ int run(Config c, const CLI::App& app) {
                                             .horizontal_flip = !c.no_augment});
   datasets::DataLoader test_loader(test, {.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
                                           .channel_std = sd, .image_shape = true});
+  std::optional<datasets::DataLoader> val_loader;
+  if (val)
+    val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
+                                                     .channel_std = sd, .image_shape = true});
   std::shared_ptr<nn::Layer> model;
+  const Forward forward = [&](const Tensor& x) { return (*model)(x); };
 
   Experiment ex;
   ex.name = "cifar";
@@ -191,6 +197,7 @@ int run(Config c, const CLI::App& app) {
                  {"batch", std::to_string(c.batch)},
                  {"train_samples", std::to_string(train.size())},
                  {"augment", c.no_augment ? "false" : "true"}};
+  if (val) ex.identity["val_fraction"] = optim::format_number(c.val_fraction);
   ex.summary_fields = {{"dataset_title", data.title},
                        {"data_dir", data.dir},
                        {"model", c.model},
@@ -203,6 +210,7 @@ int run(Config c, const CLI::App& app) {
                        {"augment", !c.no_augment},
                        {"mean", mean},
                        {"std", sd}};
+  if (val) ex.summary_fields["val_samples"] = val->size();
   ex.steps_per_epoch = train_loader.num_batches();
   ex.make_model = [&](Generator& init) -> nn::Module& {
     model = make_cifar_model(c.model, train.channels, init);
@@ -210,21 +218,12 @@ int run(Config c, const CLI::App& app) {
   };
   ex.begin_epoch = [&](int64_t epoch) { train_loader.set_epoch(epoch); };
   ex.step = [&](int64_t, int64_t b) {
-    const datasets::Batch batch = train_loader.batch(b);  // x: F32 [B, C, 32, 32], y: I64 [B]
-    const Tensor logits = (*model)(batch.x);              // [B, 10]
-    return StepResult{cross_entropy(logits, batch.y), batch.y.size(0), count_correct(logits, batch.y)};
+    return classify_batch(forward, train_loader.batch(b));  // x: F32 [B, C, 32, 32], y: I64 [B]
   };
   ex.evaluate = [&] {
-    double loss_sum = 0.0;
-    int64_t correct = 0;
-    for (int64_t b = 0; b < test_loader.num_batches(); ++b) {
-      const datasets::Batch batch = test_loader.batch(b);
-      const Tensor logits = (*model)(batch.x);
-      loss_sum += cross_entropy(logits, batch.y, Reduction::Sum).item();
-      correct += count_correct(logits, batch.y);
-    }
-    const double n = static_cast<double>(test_loader.num_samples());
-    return json{{"test_loss", loss_sum / n}, {"test_acc", correct / n}};
+    json eval = val_loader ? evaluate_classifier(forward, *val_loader, "val") : json::object();
+    eval.update(evaluate_classifier(forward, test_loader, "test"));
+    return eval;
   };
   ex.paper = c.model == "densenet121" ? kPaperDenseNet121 : kPaperResNet34;
   ex.paper_caption = std::string("best test accuracy of ") + (c.model == "densenet121" ? "DenseNet-121" : "ResNet-34") +

@@ -15,7 +15,9 @@
 #include <optional>
 #include <sstream>
 
+#include "results.hpp"
 #include "tapegrad/datasets/idx.hpp"
+#include "tapegrad/nn/layers.hpp"
 #include "tapegrad/ops.hpp"
 
 namespace fs = std::filesystem;
@@ -23,60 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace tapegrad::tools {
 
-// ---------------------------------------------------------------------------------------------- strings
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\n") - b + 1);
-}
-
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
-  return s;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string hms(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const long s = std::lround(seconds);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
-void write_atomically(const std::string& path, const std::string& text) {
-  remove_stale_temporaries(path);
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    TG_CHECK(out.good(), "cannot write ", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  TG_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
-}
-
-void banner(const std::string& note) {
-  const std::string bar(78, '!');
-  std::cerr << bar << "\n!! " << note << '\n' << bar << '\n';
-}
+// ------------------------------------------------------------------------------------------------ data
 
 DataChoice choose_image_data(const std::string& dataset, const std::string& data, const PaperDataset& paper) {
   const std::string debian = "/usr/share/datasets/fashion-mnist";
@@ -186,43 +135,6 @@ std::vector<RunSpec> parse_runs(const std::vector<std::string>& values, const st
   return runs;
 }
 
-// ---------------------------------------------------------------------------------------------- progress
-
-Progress::Progress(int64_t total_steps, std::string unit)
-    : tty_(isatty(STDERR_FILENO)), total_(total_steps), unit_(std::move(unit)), start_(Clock::now()),
-      last_(start_) {}
-
-void Progress::step(const std::string& head, int64_t step, int64_t steps, double loss, double per_second) {
-  ++done_;
-  const auto now = Clock::now();
-  const double since = std::chrono::duration<double>(now - last_).count();
-  if (tty_ ? since < 0.2 && step != steps : since < 5.0) return;
-  last_ = now;
-  const std::string line = head + " step " + std::to_string(step) + "/" + std::to_string(steps) + "  loss " +
-                           fmt("%.4f", loss) + "  " + fmt("%.0f ", per_second) + unit_ + "/s  ETA " + eta();
-  if (tty_) {
-    std::cerr << '\r' << line << "\033[K" << std::flush;
-    open_ = true;
-  } else {
-    std::cerr << line << '\n' << std::flush;
-  }
-}
-
-void Progress::skip(int64_t steps) { done_ += steps, done_at_start_ += steps; }
-
-void Progress::say(const std::string& line) {
-  if (open_) std::cerr << "\r\033[K";
-  open_ = false;
-  std::cerr << line << '\n' << std::flush;
-}
-
-std::string Progress::eta() const {
-  const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-  const int64_t done = done_ - done_at_start_;
-  if (done <= 0) return "?";
-  return hms(elapsed / done * static_cast<double>(total_ - done_));
-}
-
 // ------------------------------------------------------------------------------------------- the driver
 
 void add_common_flags(CLI::App& app, CommonConfig& c) {
@@ -245,6 +157,13 @@ void add_common_flags(CLI::App& app, CommonConfig& c) {
   app.add_flag("--skip-nonfinite", c.skip_nonfinite,
                "skip a step whose loss or gradient is NaN/Inf (counted per epoch) instead of stopping that "
                "optimizer (exit code 3)");
+  app.add_option("--val-fraction", c.val_fraction,
+                 "hold out this share of the training data, drawn from --seed, and evaluate on it every epoch "
+                 "(val_loss, val_acc; for tools/tune) (0: none)")
+      ->capture_default_str();
+  app.add_flag("--check-optim", c.check_optim,
+               "check the --optim specs, print each as a JSON line with the spec optim::make resolves it to, and "
+               "exit (nothing is read or trained)");
   app.add_option("--debug-nan-at", c.debug_nan_at,
                  "testing the guard: put a NaN into the first parameter's gradient at step N (counted from 1 over "
                  "all epochs)");
@@ -256,9 +175,22 @@ void check_common_flags(const CommonConfig& c) {
   TG_CHECK(c.lr_decay > 0 && c.lr_decay <= 1, "--lr-decay ", c.lr_decay, ": must be in (0, 1]");
   TG_CHECK(c.telemetry >= 0, "--telemetry ", c.telemetry, ": must be >= 0 (0: off)");
   TG_CHECK(c.debug_nan_at >= 0, "--debug-nan-at ", c.debug_nan_at, ": must be >= 0 (0: off)");
+  TG_CHECK(c.val_fraction >= 0 && c.val_fraction < 1, "--val-fraction ", c.val_fraction,
+           ": must be in [0, 1) (0: no validation split)");
   for (int64_t m : c.milestones) TG_CHECK(m >= 1, "--milestones ", m, ": epochs count from 1");
   TG_CHECK(!c.out.empty(), "--out: an output directory is needed");
   if (c.threads > 0) set_num_threads(c.threads);
+}
+
+bool check_runs(const CommonConfig& c, const std::vector<RunSpec>& runs) {
+  nn::Linear probe(2, 2);
+  std::string lines;
+  for (const RunSpec& r : runs) {
+    const std::string resolved = optim::make(r.spec, probe.parameters())->describe();
+    lines += json{{"label", r.label}, {"spec", r.spec}, {"resolved", resolved}}.dump() + "\n";
+  }
+  if (c.check_optim) std::cout << lines << std::flush;
+  return c.check_optim;
 }
 
 int64_t count_correct(const Tensor& logits, const Tensor& labels) {
@@ -267,6 +199,57 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   int64_t correct = 0;
   for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == y[i];
   return correct;
+}
+
+StepResult classify_batch(const Forward& model, const datasets::Batch& batch) {
+  const Tensor logits = model(batch.x);  // [B, classes]
+  return StepResult{cross_entropy(logits, batch.y), batch.y.size(0), count_correct(logits, batch.y)};
+}
+
+json evaluate_classifier(const Forward& model, const datasets::DataLoader& loader, const std::string& prefix) {
+  double loss_sum = 0.0;
+  int64_t correct = 0;
+  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    const datasets::Batch batch = loader.batch(b);
+    const Tensor logits = model(batch.x);
+    loss_sum += cross_entropy(logits, batch.y, Reduction::Sum).item();
+    correct += count_correct(logits, batch.y);
+  }
+  const double n = static_cast<double>(loader.num_samples());
+  return json{{prefix + "_loss", loss_sum / n}, {prefix + "_acc", correct / n}};
+}
+
+datasets::ImageDataset split_validation(datasets::ImageDataset& train, double fraction, uint64_t seed) {
+  TG_CHECK(fraction > 0 && fraction < 1, "--val-fraction ", fraction, ": must be in (0, 1) (0: no validation split)");
+  const int64_t n = train.size(), held = std::llround(fraction * static_cast<double>(n));
+  TG_CHECK(held >= 1 && held < n, "--val-fraction ", fraction, " of ", n, " training samples leaves ", held,
+           " for validation and ", n - held, " for training: both need at least one");
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  Generator gen(seed ^ 0x76616c6964ull);  // its own stream: not the initial weights' or the data order's
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen.randint(i + 1)]);
+  std::vector<bool> is_val(static_cast<size_t>(n), false);
+  for (int64_t i = 0; i < held; ++i) is_val[order[i]] = true;
+  const int64_t d = train.images.numel() / std::max<int64_t>(n, 1);
+  const auto take = [&](bool val, int64_t count, const std::string& name) {
+    datasets::ImageDataset out = train;
+    out.images = empty({count, d});
+    out.labels = empty({count}, DType::I64);
+    const float* x = train.images.data<float>();
+    const int64_t* y = train.labels.data<int64_t>();
+    float* ox = out.images.data<float>();
+    int64_t* oy = out.labels.data<int64_t>();
+    for (int64_t i = 0, k = 0; i < n; ++i) {
+      if (is_val[i] != val) continue;
+      std::copy(x + i * d, x + (i + 1) * d, ox + k * d);
+      oy[k++] = y[i];
+    }
+    out.name = name;
+    return out;
+  };
+  datasets::ImageDataset val = take(true, held, train.name + " (validation)");
+  train = take(false, n - held, train.name);
+  return val;
 }
 
 namespace {
@@ -293,114 +276,187 @@ std::string first_nonfinite_grad(const std::vector<std::pair<std::string, Tensor
   return "";
 }
 
-// JSON-lines results of one optimizer: the lines of epochs <= keep_epochs are kept, the rest dropped
-// (a crash between the results line and the checkpoint leaves one line too many).
-std::vector<json> read_results(const std::string& path, int64_t keep_epochs) {
-  std::vector<json> lines;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (trim(line).empty()) continue;
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("epoch")) continue;  // a line cut short by a crash
-    if (j["epoch"].get<int64_t>() <= keep_epochs) lines.push_back(j);
-  }
-  return lines;
-}
-
-struct RunSummary {
-  RunSpec run;
-  std::string resolved;  // Optimizer::describe()
-  std::vector<json> epochs;
-  double seconds = 0.0;
-  bool diverged = false;
-  std::string stopped;  // the step, parameter and optimizer that stopped it, when one did
+// One optimizer's run in the comparison: its model and optimizer, its files, and what it has done so far.
+struct Run {
+  RunSpec spec;
+  std::string tag;  // "[Adam 3/6]": the head of its progress lines
+  std::string results_path, ckpt_path;
+  nn::Module* model = nullptr;
+  std::vector<std::pair<std::string, Tensor>> named;
+  std::unique_ptr<optim::Optimizer> opt;
+  std::optional<optim::MultiStepLR> scheduler;
+  Metadata identity;        // what its checkpoint must match to be resumed
+  RunSummary summary;
+  int64_t start_epoch = 0;  // epochs done before this process (--resume)
+  std::ofstream results, telemetry;
 };
 
-json summary_of(const RunSummary& r, const Experiment& ex, const std::string& out_dir) {
-  json s = {{"optimizer", r.run.label}, {"spec", r.run.spec}, {"resolved", r.resolved},
-            {"epochs_done", r.epochs.size()}, {"seconds", r.seconds}, {"diverged", r.diverged},
-            {"stopped", r.stopped.empty() ? json(nullptr) : json(r.stopped)},
-            {"results", (fs::path(out_dir) / (lower(r.run.label) + ".jsonl")).string()}};
-  std::optional<double> best;
-  int64_t best_epoch = 0;
-  for (const json& e : r.epochs) {
-    if (!e.contains(ex.best_key) || !e[ex.best_key].is_number()) continue;
-    const double v = e[ex.best_key].get<double>();
-    if (!best || (ex.higher_is_better ? v > *best : v < *best)) best = v, best_epoch = e["epoch"].get<int64_t>();
+// Builds the model from the seed (the same initial weights for every optimizer) and the optimizer; with
+// --resume, continues after the checkpoint's epoch once it is shown to be of the same run.
+void start_run(const CommonConfig& c, Experiment& ex, const RunSpec& r, Run& run) {
+  const std::string base = (fs::path(c.out) / lower(r.label)).string();
+  run.spec = r;
+  run.results_path = base + ".jsonl";
+  run.ckpt_path = base + ".ckpt";
+  Generator init_gen(c.seed);
+  run.model = &ex.make_model(init_gen);
+  run.model->train();
+  run.named = run.model->named_parameters();
+  run.opt = optim::make(r.spec, run.model->parameters());
+  if (!c.milestones.empty()) run.scheduler.emplace(*run.opt, c.milestones, c.lr_decay);
+
+  run.identity = ex.identity;
+  run.identity["spec"] = r.spec;
+  run.identity["seed"] = std::to_string(c.seed);
+  run.identity["dataset"] = ex.dataset;
+  run.summary = RunSummary{r, "", {}, 0.0, false, ""};
+  if (c.resume && fs::exists(run.ckpt_path)) {
+    Metadata saved;
+    load_safetensors(run.ckpt_path, &saved);
+    for (const auto& [key, value] : run.identity) {
+      const auto it = saved.find(key);
+      TG_CHECK(it != saved.end() && it->second == value, "--resume: checkpoint ", run.ckpt_path, " was made with ",
+               key, " = '", (it == saved.end() ? std::string("?") : it->second), "', this run has '", value,
+               "': use the same flags, or another --out, or drop --resume to start afresh");
+    }
+    run.start_epoch = std::stoll(saved.at("epoch"));
+    load_checkpoint(run.ckpt_path, *run.model, run.opt.get());  // restores the lr too
+    if (run.scheduler) run.scheduler->set_last_epoch(run.start_epoch);
+    run.summary.seconds = std::stod(saved.at("seconds"));
+    run.summary.diverged = saved.count("diverged") && saved.at("diverged") == "true";
+    run.summary.epochs = read_results(run.results_path, run.start_epoch);
+    TG_CHECK(static_cast<int64_t>(run.summary.epochs.size()) == run.start_epoch, "--resume: ", run.results_path,
+             " holds ", run.summary.epochs.size(), " epochs, its checkpoint ", run.ckpt_path, " ", run.start_epoch,
+             ": remove both to start this optimizer afresh");
   }
-  s["best_" + ex.best_key] = best ? json(*best) : json(nullptr);
-  s["best_epoch"] = best_epoch;
-  if (!r.epochs.empty())
-    for (const auto& [k, v] : r.epochs.back().items())
-      if (k.rfind("train_", 0) == 0 || k.rfind("test_", 0) == 0 || k.rfind("valid_", 0) == 0) s["final_" + k] = v;
-  const auto paper = ex.paper.find(r.run.label);
-  if (paper != ex.paper.end()) s["paper_" + ex.best_key] = paper->second;
+  run.summary.resolved = run.opt->describe();
+  // Results: the kept lines only (all of them epochs <= start_epoch). Data parallel: only rank 0 writes.
+  run.results = open_results(run.results_path, run.summary.epochs);
+  if (c.telemetry > 0) {
+    const std::string telemetry_path = (fs::path(c.out) / "telemetry.jsonl").string();
+    if (c.resume && fs::exists(telemetry_path)) trim_telemetry(telemetry_path, r.label, run.opt->steps());
+    run.telemetry.open(telemetry_path, std::ios::app);
+    TG_CHECK(run.telemetry.good(), "cannot write ", telemetry_path);
+  }
+}
+
+// The divergence guard, after backward and before the update: "" when the loss and every gradient are
+// finite, else what is not (the step, the batch, the optimizer and the parameter).
+std::string nonfinite_step(const Run& run, double loss, int64_t epoch, int64_t b, int64_t steps) {
+  const std::string bad_grad = first_nonfinite_grad(run.named);
+  if (std::isfinite(loss) && bad_grad.empty()) return "";
+  return "step " + std::to_string((epoch - 1) * steps + b + 1) + " (epoch " + std::to_string(epoch) + ", batch " +
+         std::to_string(b + 1) + "/" + std::to_string(steps) + ") of optimizer " + run.spec.label + " (" +
+         run.spec.spec + "): loss " + optim::format_number(loss) +
+         (bad_grad.empty() ? std::string(", all gradients finite")
+                           : ", the gradient of parameter '" + bad_grad + "' holds NaN or Inf");
+}
+
+// For testing the guard: a NaN in the first parameter's gradient.
+void poison_gradient(const Run& run) {
+  Tensor g = run.named.front().second.grad();
+  if (g.dtype() == DType::F32) g.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  else g.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+}
+
+// What one epoch of training gave.
+struct EpochStats {
+  double loss_sum = 0.0;  // sum over samples of the batch mean losses
+  int64_t correct = 0, seen = 0, skipped = 0;
+  bool counts_correct = false;
+  std::string stopped;  // why this optimizer stops (a NaN/Inf), or ""
+  double train_mean_loss() const { return loss_sum / std::max<int64_t>(seen, 1); }
+};
+
+// One epoch of the training loop. Each step: the batch and forward (the experiment's step; data parallel:
+// each rank takes its shard of the epoch's batch indices there), zero_grad, backward, [data parallel: average
+// the gradients across ranks here], the finite check, before_update (clipping), the update, telemetry.
+EpochStats train_epoch(const CommonConfig& c, Experiment& ex, Run& run, int64_t epoch, Progress& progress) {
+  const int64_t steps = ex.steps_per_epoch;
+  const auto t0 = Clock::now();
+  const std::string head = run.tag + " epoch " + std::to_string(epoch) + "/" + std::to_string(c.epochs);
+  EpochStats s;
+  ex.begin_epoch(epoch - 1);
+  run.model->train();
+  for (int64_t b = 0; b < steps; ++b) {
+    const StepResult out = ex.step(epoch - 1, b);  // forward
+    run.opt->zero_grad();
+    out.loss.backward();
+    if ((epoch - 1) * steps + b + 1 == c.debug_nan_at) poison_gradient(run);
+    const double l = out.loss.item();
+    const std::string bad = nonfinite_step(run, l, epoch, b, steps);
+    if (!bad.empty()) {
+      if (!c.skip_nonfinite) {
+        s.stopped = bad;
+        break;
+      }
+      ++s.skipped;
+      progress.say(run.tag + " skipped " + bad);
+      continue;
+    }
+    if (ex.before_update) ex.before_update();
+    run.opt->step();
+    if (c.telemetry > 0 && run.opt->steps() % c.telemetry == 0)
+      run.telemetry << telemetry_lines(run.spec.label, epoch, *run.opt, run.named) << std::flush;
+    s.loss_sum += l * static_cast<double>(out.count);
+    if (out.correct >= 0) s.correct += out.correct, s.counts_correct = true;
+    s.seen += out.count;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    progress.step(head, b + 1, steps, s.train_mean_loss(), s.seen / std::max(elapsed, 1e-9));
+  }
   return s;
 }
 
-std::string summary_table(const json& summary, const Experiment& ex) {
-  const auto metric = [&](const json& v) {
-    if (!v.is_number()) return std::string("-");
-    return ex.percent ? fmt("%.2f", 100.0 * v.get<double>()) : fmt("%.2f", v.get<double>());
-  };
-  const std::string name = ex.best_key + (ex.percent ? " %" : "");
-  const bool paper = !ex.paper.empty();
-  std::ostringstream os;
-  os << "| optimizer | best " << name << " (epoch) | final " << name << " | final train loss | time (s) |"
-     << (paper ? " paper: best " + name + " |" : "") << "\n|---|---|---|---|---|" << (paper ? "---|" : "") << "\n";
-  for (const json& r : summary["runs"]) {
-    const json& final_loss = r.contains("final_train_loss") ? r["final_train_loss"] : json();
-    os << "| " << r["optimizer"].get<std::string>() << (r["diverged"].get<bool>() ? " (diverged)" : "") << " | "
-       << metric(r["best_" + ex.best_key]) << " (" << r["best_epoch"].get<int64_t>() << ") | "
-       << metric(r.value("final_" + ex.best_key, json())) << " | "
-       << (final_loss.is_number() ? fmt("%.4f", final_loss.get<double>()) : "-") << " | "
-       << fmt("%.1f", r["seconds"].get<double>()) << " |";
-    if (paper) {
-      const auto it = ex.paper.find(r["optimizer"].get<std::string>());
-      os << " " << (it == ex.paper.end() ? std::string("-") : metric(json(it->second))) << " |";
-    }
-    os << "\n";
-  }
-  if (paper && !ex.paper_caption.empty()) os << "\nPaper column: " << ex.paper_caption << ".\n";
-  return os.str();
+// The held-out metrics, in eval mode and without the tape.
+json evaluate(Experiment& ex, nn::Module& model) {
+  NoGradGuard no_grad;
+  model.eval();
+  json eval = ex.evaluate();
+  model.train();
+  return eval;
 }
 
-json quantiles_json(const optim::LrQuantiles& q) {
-  return {{"min", q.min}, {"p5", q.p5}, {"p25", q.p25}, {"median", q.median}, {"p75", q.p75}, {"p95", q.p95},
-          {"max", q.max}};
-}
-
-// The telemetry lines of one optimizer step: one per parameter tensor that has state.
-std::string telemetry_lines(const std::string& label, int64_t epoch, const optim::Optimizer& opt,
-                            const std::vector<std::pair<std::string, Tensor>>& named) {
-  std::string text;
-  for (const optim::LrStats& s : opt.lr_telemetry()) {
-    json j = {{"optimizer", label}, {"epoch", epoch}, {"step", s.step}, {"param", named.at(s.param).first},
-              {"numel", named.at(s.param).second.numel()}, {"lr", quantiles_json(s.lr)}};
-    if (s.bounded) {
-      j["lr_unclamped"] = quantiles_json(s.lr_unclamped);
-      j["lower_bound"] = s.lower_bound;
-      j["upper_bound"] = s.upper_bound;
-      j["frac_at_lower"] = s.frac_at_lower;
-      j["frac_at_upper"] = s.frac_at_upper;
-    }
-    text += j.dump() + "\n";
+// The epoch's JSON line (appended to the results and the summary), its progress line, the lr schedule's
+// step and the checkpoint. Data parallel: only rank 0 writes.
+void record_epoch(const CommonConfig& c, const Experiment& ex, Run& run, int64_t epoch, const EpochStats& s,
+                  const json& eval, double train_seconds, double seconds, Progress& progress) {
+  run.summary.seconds += seconds;
+  // Skipped steps count in neither the loss nor the accuracy; an epoch of skipped steps has neither.
+  const auto or_null = [&](double v) { return s.seen ? json(v) : json(nullptr); };
+  json line = {{"optimizer", run.spec.label}, {"spec", run.spec.spec}, {"dataset", ex.dataset},
+               {"epoch", epoch}, {"epochs", c.epochs}, {"train_loss", or_null(s.train_mean_loss())}};
+  if (s.counts_correct) line["train_acc"] = or_null(static_cast<double>(s.correct) / std::max<int64_t>(s.seen, 1));
+  if (ex.decorate && s.seen) ex.decorate(line);
+  std::string shown;
+  for (const auto& [key, value] : eval.items()) {
+    line[key] = value;
+    if (value.is_number())
+      shown += "  " + key + " " +
+               (key.find("acc") != std::string::npos ? fmt("%.2f%%", 100 * value.get<double>())
+                                                     : fmt("%.4f", value.get<double>()));
   }
-  return text;
-}
-
-// Drops the telemetry lines of `label` after step `keep_steps` (what a resumed optimizer will write again).
-void trim_telemetry(const std::string& path, const std::string& label, int64_t keep_steps) {
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    if (j.value("optimizer", "") != label || j.value("step", int64_t{0}) <= keep_steps) kept += line + "\n";
-  }
-  in.close();
-  write_atomically(path, kept);
+  line["seconds"] = seconds;
+  line["lr"] = run.opt->lr();
+  line[ex.unit + "_per_s"] = static_cast<double>(s.seen) / train_seconds;
+  line["steps"] = run.opt->steps();
+  if (c.skip_nonfinite) line["skipped_steps"] = s.skipped;
+  run.results << line.dump() << '\n' << std::flush;
+  run.summary.epochs.push_back(line);
+  const std::string head = run.tag + " epoch " + std::to_string(epoch) + "/" + std::to_string(c.epochs);
+  progress.say(head + "  train loss " + fmt("%.4f", s.train_mean_loss()) +
+               (s.counts_correct ? " acc " + fmt("%.2f%%", 100.0 * s.correct / std::max<int64_t>(s.seen, 1)) : "") +
+               shown + "  " + fmt("%.1f s", seconds) + "  lr " + fmt("%.6g", run.opt->lr()) + "  " +
+               fmt("%.0f ", s.seen / train_seconds) + ex.unit + "/s");
+  if (run.scheduler) run.scheduler->step();
+  if (s.skipped > 0)
+    progress.say(head + "  skipped " + std::to_string(s.skipped) + " of " + std::to_string(ex.steps_per_epoch) +
+                 " steps (loss or gradient not finite)");
+  Metadata meta = run.identity;
+  meta["epoch"] = std::to_string(epoch);
+  meta["seconds"] = optim::format_number(run.summary.seconds);
+  meta["diverged"] = "false";
+  meta["optimizer"] = run.spec.label;
+  save_checkpoint(run.ckpt_path, *run.model, run.opt.get(), meta);
 }
 
 }  // namespace
@@ -415,204 +471,50 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
     TG_CHECK(!ec && fs::is_directory(c.out), "--out ", c.out, ": cannot create the directory (",
              ec ? ec.message() : std::string("a file is in the way"), ")");
   }
-  const std::string telemetry_path = (fs::path(c.out) / "telemetry.jsonl").string();
-  if (c.telemetry > 0 && !c.resume) write_atomically(telemetry_path, "");
+  if (c.telemetry > 0 && !c.resume) write_file_atomically((fs::path(c.out) / "telemetry.jsonl").string(), "");
   const int64_t steps = ex.steps_per_epoch;
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, ex.unit);
   std::vector<RunSummary> summaries;
-  bool any_stopped = false;  // an optimizer stopped on a NaN/Inf: exit code 3
 
   for (size_t k = 0; k < runs.size(); ++k) {
-    const RunSpec& r = runs[k];
-    const std::string base = (fs::path(c.out) / lower(r.label)).string();
-    const std::string results_path = base + ".jsonl", ckpt_path = base + ".ckpt";
+    Run run;
+    start_run(c, ex, runs[k], run);
+    run.tag = "[" + run.spec.label + " " + std::to_string(k + 1) + "/" + std::to_string(runs.size()) + "]";
+    if (run.start_epoch > 0)
+      progress.say(run.tag + " resumed from " + run.ckpt_path + " after epoch " + std::to_string(run.start_epoch));
+    progress.say(run.tag + " " + run.summary.resolved);
+    const int64_t last_epoch = run.summary.diverged ? run.start_epoch : c.epochs;
+    progress.skip((c.epochs - std::max<int64_t>(0, last_epoch - run.start_epoch)) * steps);
 
-    Generator init_gen(c.seed);  // the same initial weights for every optimizer
-    nn::Module& model = ex.make_model(init_gen);
-    model.train();
-    const auto named = model.named_parameters();
-    std::unique_ptr<optim::Optimizer> opt = optim::make(r.spec, model.parameters());
-    std::optional<optim::MultiStepLR> scheduler;
-    if (!c.milestones.empty()) scheduler.emplace(*opt, c.milestones, c.lr_decay);
-
-    Metadata identity = ex.identity;
-    identity["spec"] = r.spec;
-    identity["seed"] = std::to_string(c.seed);
-    identity["dataset"] = ex.dataset;
-    RunSummary summary{r, "", {}, 0.0, false, ""};
-    int64_t start_epoch = 0;
-    if (c.resume && fs::exists(ckpt_path)) {
-      Metadata saved;
-      load_safetensors(ckpt_path, &saved);
-      for (const auto& [key, value] : identity) {
-        const auto it = saved.find(key);
-        TG_CHECK(it != saved.end() && it->second == value, "--resume: checkpoint ", ckpt_path, " was made with ",
-                 key, " = '", (it == saved.end() ? std::string("?") : it->second), "', this run has '", value,
-                 "': use the same flags, or another --out, or drop --resume to start afresh");
-      }
-      start_epoch = std::stoll(saved.at("epoch"));
-      load_checkpoint(ckpt_path, model, opt.get());  // restores the lr too
-      if (scheduler) scheduler->set_last_epoch(start_epoch);
-      summary.seconds = std::stod(saved.at("seconds"));
-      summary.diverged = saved.count("diverged") && saved.at("diverged") == "true";
-      summary.epochs = read_results(results_path, start_epoch);
-      TG_CHECK(static_cast<int64_t>(summary.epochs.size()) == start_epoch, "--resume: ", results_path, " holds ",
-               summary.epochs.size(), " epochs, its checkpoint ", ckpt_path, " ", start_epoch,
-               ": remove both to start this optimizer afresh");
-    }
-    summary.resolved = opt->describe();
-    {  // rewrite the results file with the kept lines only (all of them are epochs <= start_epoch)
-      std::string text;
-      for (const json& j : summary.epochs) text += j.dump() + "\n";
-      write_atomically(results_path, text);
-    }
-    std::ofstream results(results_path, std::ios::app);
-    TG_CHECK(results.good(), "cannot write ", results_path);
-    std::ofstream telemetry;
-    if (c.telemetry > 0) {
-      if (c.resume && fs::exists(telemetry_path)) trim_telemetry(telemetry_path, r.label, opt->steps());
-      telemetry.open(telemetry_path, std::ios::app);
-      TG_CHECK(telemetry.good(), "cannot write ", telemetry_path);
-    }
-
-    const std::string tag = "[" + r.label + " " + std::to_string(k + 1) + "/" + std::to_string(runs.size()) + "]";
-    if (start_epoch > 0)
-      progress.say(tag + " resumed from " + ckpt_path + " after epoch " + std::to_string(start_epoch));
-    progress.say(tag + " " + summary.resolved);
-    const int64_t last_epoch = summary.diverged ? start_epoch : c.epochs;
-    progress.skip((c.epochs - std::max<int64_t>(0, last_epoch - start_epoch)) * steps);
-
-    for (int64_t epoch = start_epoch + 1; epoch <= last_epoch; ++epoch) {
+    for (int64_t epoch = run.start_epoch + 1; epoch <= last_epoch; ++epoch) {
       const auto t0 = Clock::now();
-      ex.begin_epoch(epoch - 1);
-      model.train();
-      double loss_sum = 0.0;
-      int64_t correct = 0, seen = 0, skipped = 0;
-      bool counts_correct = false;
-      std::string stopped;  // why this optimizer stops, when a step is not finite
-      const std::string head = tag + " epoch " + std::to_string(epoch) + "/" + std::to_string(c.epochs);
-      for (int64_t b = 0; b < steps; ++b) {
-        const StepResult out = ex.step(epoch - 1, b);
-        opt->zero_grad();
-        out.loss.backward();
-        const int64_t step = (epoch - 1) * steps + b + 1;
-        if (step == c.debug_nan_at) {
-          Tensor g = named.front().second.grad();
-          if (g.dtype() == DType::F32) g.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
-          else g.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
-        }
-        const double l = out.loss.item();
-        const std::string bad_grad = first_nonfinite_grad(named);
-        if (!std::isfinite(l) || !bad_grad.empty()) {
-          const std::string what =
-              "step " + std::to_string(step) + " (epoch " + std::to_string(epoch) + ", batch " +
-              std::to_string(b + 1) + "/" + std::to_string(steps) + ") of optimizer " + r.label + " (" + r.spec +
-              "): loss " + optim::format_number(l) +
-              (bad_grad.empty() ? std::string(", all gradients finite")
-                                : ", the gradient of parameter '" + bad_grad + "' holds NaN or Inf");
-          if (c.skip_nonfinite) {
-            ++skipped;
-            progress.say(tag + " skipped " + what);
-            continue;
-          }
-          stopped = what;
-          break;
-        }
-        if (ex.before_update) ex.before_update();
-        opt->step();
-        if (c.telemetry > 0 && opt->steps() % c.telemetry == 0)
-          telemetry << telemetry_lines(r.label, epoch, *opt, named) << std::flush;
-        loss_sum += l * static_cast<double>(out.count);
-        if (out.correct >= 0) correct += out.correct, counts_correct = true;
-        seen += out.count;
-        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-        progress.step(head, b + 1, steps, loss_sum / std::max<int64_t>(seen, 1), seen / std::max(elapsed, 1e-9));
-      }
-      if (!stopped.empty()) {
-        progress.say(tag + " not finite at " + stopped + ": stopping this optimizer; its checkpoint " +
-                     (fs::exists(ckpt_path) ? ckpt_path + " (the last complete epoch) is left as it was"
-                                            : std::string("was never written (no epoch completed)")) +
+      const EpochStats s = train_epoch(c, ex, run, epoch, progress);
+      if (!s.stopped.empty()) {
+        progress.say(run.tag + " not finite at " + s.stopped + ": stopping this optimizer; its checkpoint " +
+                     (fs::exists(run.ckpt_path) ? run.ckpt_path + " (the last complete epoch) is left as it was"
+                                                : std::string("was never written (no epoch completed)")) +
                      " (--skip-nonfinite skips such steps instead)");
-        summary.diverged = true;
-        summary.stopped = stopped;
-        any_stopped = true;
+        run.summary.diverged = true;
+        run.summary.stopped = s.stopped;
         progress.skip((c.epochs - epoch + 1) * steps);
         break;
       }
       const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      json eval;
-      {
-        NoGradGuard no_grad;
-        model.eval();
-        eval = ex.evaluate();
-        model.train();
-      }
+      const json eval = evaluate(ex, *run.model);
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      summary.seconds += seconds;
-      // Skipped steps count in neither the loss nor the accuracy; an epoch of skipped steps has neither.
-      const auto or_null = [&](double v) { return seen ? json(v) : json(nullptr); };
-      const double train_loss = loss_sum / std::max<int64_t>(seen, 1);
-      json line = {{"optimizer", r.label}, {"spec", r.spec}, {"dataset", ex.dataset},
-                   {"epoch", epoch}, {"epochs", c.epochs}, {"train_loss", or_null(train_loss)}};
-      if (counts_correct) line["train_acc"] = or_null(static_cast<double>(correct) / std::max<int64_t>(seen, 1));
-      if (ex.decorate && seen) ex.decorate(line);
-      std::string shown;
-      for (const auto& [key, value] : eval.items()) {
-        line[key] = value;
-        if (value.is_number())
-          shown += "  " + key + " " +
-                   (key.find("acc") != std::string::npos ? fmt("%.2f%%", 100 * value.get<double>())
-                                                         : fmt("%.4f", value.get<double>()));
-      }
-      line["seconds"] = seconds;
-      line["lr"] = opt->lr();
-      line[ex.unit + "_per_s"] = static_cast<double>(seen) / train_seconds;
-      line["steps"] = opt->steps();
-      if (c.skip_nonfinite) line["skipped_steps"] = skipped;
-      results << line.dump() << '\n' << std::flush;
-      summary.epochs.push_back(line);
-      progress.say(head + "  train loss " + fmt("%.4f", train_loss) +
-                   (counts_correct ? " acc " + fmt("%.2f%%", 100.0 * correct / std::max<int64_t>(seen, 1)) : "") +
-                   shown + "  " + fmt("%.1f s", seconds) + "  lr " + fmt("%.6g", opt->lr()) + "  " +
-                   fmt("%.0f ", seen / train_seconds) + ex.unit + "/s");
-      if (scheduler) scheduler->step();
-
-      if (skipped > 0) progress.say(head + "  skipped " + std::to_string(skipped) + " of " + std::to_string(steps) +
-                                    " steps (loss or gradient not finite)");
-      Metadata meta = identity;
-      meta["epoch"] = std::to_string(epoch);
-      meta["seconds"] = optim::format_number(summary.seconds);
-      meta["diverged"] = "false";
-      meta["optimizer"] = r.label;
-      save_checkpoint(ckpt_path, model, opt.get(), meta);
+      record_epoch(c, ex, run, epoch, s, eval, train_seconds, seconds, progress);
     }
-    summaries.push_back(std::move(summary));
+    summaries.push_back(std::move(run.summary));
   }
 
-  json summary = {{"experiment", ex.name}, {"title", ex.title}, {"dataset", ex.dataset}, {"note", ex.note}};
-  for (const auto& [k, v] : ex.summary_fields.items()) summary[k] = v;
-  summary["epochs"] = c.epochs;
-  summary["seed"] = c.seed;
-  summary["threads"] = num_threads();
-  summary["milestones"] = c.milestones;
-  summary["lr_decay"] = c.lr_decay;
-  summary["best_key"] = ex.best_key;
-  summary["runs"] = json::array();
-  for (const RunSummary& r : summaries) summary["runs"].push_back(summary_of(r, ex, c.out));
-  const std::string table = summary_table(summary, ex);
-  const std::string title = "# " + ex.title + "\n\n";
-  const std::string note = ex.note.empty() ? "" : "**Note:** " + ex.note + "\n\n";
-  write_atomically((fs::path(c.out) / "summary.json").string(), summary.dump(2) + "\n");
-  write_atomically((fs::path(c.out) / "summary.md").string(),
-                   title + note + "Per-epoch results: `<optimizer>.jsonl` beside this file.\n\n" + table);
-  std::cout << '\n' << title << note << table << "\nresults in " << c.out << "/ (summary.json, summary.md, *.jsonl)\n";
-  if (!ex.note.empty()) std::cerr << "NOTE: " << ex.note << '\n';
-  if (any_stopped) {
-    for (const RunSummary& r : summaries)
-      if (!r.stopped.empty()) std::cerr << ex.name << ": stopped: not finite at " << r.stopped << '\n';
-    return 3;
-  }
-  return 0;
+  write_summary(c, ex, summaries);
+  bool any_stopped = false;  // an optimizer stopped on a NaN/Inf: exit code 3
+  for (const RunSummary& r : summaries)
+    if (!r.stopped.empty()) {
+      std::cerr << ex.name << ": stopped: not finite at " << r.stopped << '\n';
+      any_stopped = true;
+    }
+  return any_stopped ? 3 : 0;
 }
 
 int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::function<int()>& run) {

@@ -14,6 +14,10 @@
 //     leaving its last good checkpoint (exit code 3), or --skip-nonfinite skips and counts such steps;
 //   - --telemetry N: effective learning-rate distributions (Optimizer::lr_telemetry) every N steps;
 //   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given.
+//
+// Its parts: the run's specification (CommonConfig, RunSpec, Experiment: here), the training loop of named
+// steps (run_experiment in experiment.cpp: start_run, train_epoch, evaluate, record_epoch), the results
+// writer (results.hpp) and the progress line (progress.hpp). tools/tune runs the same programs per grid point.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -26,24 +30,15 @@
 #include <string>
 #include <vector>
 
+#include "progress.hpp"
+#include "tapegrad/datasets/idx.hpp"
+#include "tapegrad/datasets/loader.hpp"
 #include "tapegrad/io.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/optim.hpp"
+#include "util.hpp"
 
 namespace tapegrad::tools {
-
-using json = nlohmann::ordered_json;  // keys in the order written
-
-// ---------------------------------------------------------------------------------------------- strings
-std::string lower(std::string s);
-std::string trim(const std::string& s);
-std::string join(const std::vector<std::string>& v, const std::string& sep);
-std::string fmt(const char* f, double v);  // snprintf of one number
-std::string hms(double seconds);           // "1:02:03", "2:03"
-// Writes text to path through a temporary file and a rename: readers see the old or the new file.
-void write_atomically(const std::string& path, const std::string& text);
-// A loud banner on stderr (a data substitution, for instance).
-void banner(const std::string& note);
 
 // ------------------------------------------------------------------------------------------------ data
 // Which data an image experiment runs on: the paper's dataset when --data holds it, else Fashion-MNIST from
@@ -78,25 +73,6 @@ std::vector<RunSpec> parse_runs(const std::vector<std::string>& values, const st
 // appended to each spec.
 std::vector<RunSpec> paper_runs(const std::string& extra = "");
 
-// ---------------------------------------------------------------------------------------------- progress
-// The progress line on stderr: rewritten in place on a terminal, a plain line every few seconds otherwise.
-class Progress {
- public:
-  Progress(int64_t total_steps, std::string unit);
-  // One step done: "HEAD step S/STEPS  loss L  R UNIT/s  ETA".
-  void step(const std::string& head, int64_t step, int64_t steps, double loss, double per_second);
-  void skip(int64_t steps);               // steps that will not run (resumed, stopped)
-  void say(const std::string& line);      // a line that stays
-  std::string eta() const;
-
- private:
-  bool tty_;
-  int64_t total_, done_at_start_ = 0, done_ = 0;
-  std::string unit_;
-  std::chrono::steady_clock::time_point start_, last_;
-  bool open_ = false;
-};
-
 // ------------------------------------------------------------------------------------------- the driver
 // The flags every replication program shares (add_common_flags registers them).
 struct CommonConfig {
@@ -111,10 +87,16 @@ struct CommonConfig {
   int64_t telemetry = 0;     // every N steps; 0: off
   bool skip_nonfinite = false;
   int64_t debug_nan_at = 0;  // poisons one gradient at this step (1-based, over epochs): tests only
+  double val_fraction = 0.0; // the share of the training data held out for validation (image experiments)
+  bool check_optim = false;  // check the specs, print them resolved, and exit
 };
 void add_common_flags(CLI::App& app, CommonConfig& c);
 // Checks the shared flags and applies --threads; throws an Error naming the flag.
 void check_common_flags(const CommonConfig& c);
+// Builds every run's optimizer once (on a probe parameter), so that a typo in the last spec does not cost
+// the others' time: optim::make's Error names the spec. With --check-optim, prints one JSON line per run
+// ({"label", "spec", "resolved"}: what tools/tune checks its grid with) and returns true: nothing to train.
+bool check_runs(const CommonConfig& c, const std::vector<RunSpec>& runs);
 
 // What one training step reports: the mean loss of the batch (recorded, scalar), how many samples
 // (images, tokens) it averages over, and how many were classified correctly (-1: not an accuracy task).
@@ -139,7 +121,8 @@ struct Experiment {
   std::function<nn::Module&(Generator& init)> make_model;
   // Called before the first step of each epoch (0-based e: set the data order, reset carried state).
   std::function<void(int64_t epoch)> begin_epoch = [](int64_t) {};
-  // Forward of batch b (0-based) of epoch e; the driver zeroes the gradients and runs backward.
+  // Forward of batch b (0-based) of epoch e; the driver zeroes the gradients and runs backward. (Data
+  // parallel: each rank's loader yields its shard of the epoch's batch indices.)
   std::function<StepResult(int64_t epoch, int64_t b)> step;
   // After backward, after the finite check, before the update (gradient clipping); may be empty.
   std::function<void()> before_update;
@@ -165,7 +148,17 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
 // (2: bad input, 1: unexpected).
 int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::function<int()>& run);
 
+// ------------------------------------------------------------------------------------------ classifiers
 // Number of rows whose argmax equals the label: logits [N, C], labels I64 [N].
 int64_t count_correct(const Tensor& logits, const Tensor& labels);
+using Forward = std::function<Tensor(const Tensor&)>;  // the model: x -> logits [B, classes]
+// The training step of an image classifier: the mean cross-entropy of one batch, and its correct count.
+StepResult classify_batch(const Forward& model, const datasets::Batch& batch);
+// Mean cross-entropy and accuracy over every batch of a loader: {"<prefix>_loss", "<prefix>_acc"}.
+json evaluate_classifier(const Forward& model, const datasets::DataLoader& loader, const std::string& prefix);
+// Carves a validation split out of the training set (--val-fraction): round(fraction * size) samples
+// drawn from seed; `train` keeps the others, in their order. Throws naming the flag when either side would
+// be empty.
+datasets::ImageDataset split_validation(datasets::ImageDataset& train, double fraction, uint64_t seed);
 
 }  // namespace tapegrad::tools

@@ -135,7 +135,7 @@ int run(const Config& c) {
               {"above_high_fraction", static_cast<double>(all_above) / std::max<int64_t>(all, 1)}}}};
   const std::string out = c.out.empty() ? (fs::path(c.checkpoint).parent_path() / "lr_heatmap.json").string() : c.out;
   if (!fs::path(out).parent_path().empty()) fs::create_directories(fs::path(out).parent_path());
-  write_atomically(out, j.dump(1) + "\n");
+  write_file_atomically(out, j.dump(1) + "\n");
 
   std::cout << "effective learning rates of Adam (" << model_name << ", epoch " << j["epoch"] << ", step "
             << opt->steps() << "): " << c.kernels << " 3x3 kernels and " << bias_rate.size() << " bias elements\n";

@@ -69,10 +69,7 @@ int run(const Config& c) {
   TG_CHECK(c.batch >= 1, "--batch ", c.batch, ": must be at least 1");
   TG_CHECK(c.train_limit >= 0 && c.test_limit >= 0, "--train-limit/--test-limit must be >= 0");
   const std::vector<RunSpec> runs = parse_runs(c.optim, paper_runs());
-  {  // check every spec before the first epoch, so a typo in the last one does not cost the others' time
-    models::MLP probe(4, 2, 2);
-    for (const RunSpec& r : runs) optim::make(r.spec, probe.parameters());
-  }
+  if (check_runs(c, runs)) return 0;  // --check-optim
 
   const DataChoice data = choose_data(c);
   if (!data.note.empty()) banner(data.note);
@@ -80,10 +77,13 @@ int run(const Config& c) {
   datasets::ImageDataset test = datasets::load_mnist(data.dir, false, data.dataset);
   if (c.train_limit > 0) train = datasets::head(train, std::min(c.train_limit, train.size()));
   if (c.test_limit > 0) test = datasets::head(test, std::min(c.test_limit, test.size()));
+  std::optional<datasets::ImageDataset> val;
+  if (c.val_fraction > 0) val = split_validation(train, c.val_fraction, c.seed);
   const datasets::PixelStats stats = datasets::pixel_stats(train);
   const int64_t features = train.rows * train.cols;
   std::cerr << "dataset: " << data.title << " from " << data.dir << ": " << train.size() << " train, " << test.size()
-            << " test images of " << train.rows << "x" << train.cols << " (normalised with train mean "
+            << " test images" << (val ? " (and " + std::to_string(val->size()) + " validation images held out)" : "")
+            << " of " << train.rows << "x" << train.cols << " (normalised with train mean "
             << fmt("%.4f", stats.mean) << ", std " << fmt("%.4f", stats.std) << ")\n"
             << "model: perceptron " << features << " -> " << c.hidden << " -> 10 (ReLU), batch " << c.batch << ", "
             << c.epochs << (c.epochs == 1 ? " epoch" : " epochs") << ", seed " << c.seed << ", " << num_threads()
@@ -93,7 +93,11 @@ int run(const Config& c) {
                                             .seed = c.seed, .mean = stats.mean, .std = stats.std});
   datasets::DataLoader test_loader(test, {.batch_size = 1000, .shuffle = false, .drop_last = false,
                                           .seed = 0, .mean = stats.mean, .std = stats.std});
+  std::optional<datasets::DataLoader> val_loader;
+  if (val) val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = 1000, .shuffle = false, .drop_last = false,
+                                                             .seed = 0, .mean = stats.mean, .std = stats.std});
   std::optional<models::MLP> model;
+  const Forward forward = [&](const Tensor& x) { return (*model)(x); };
 
   Experiment ex;
   ex.name = "mnist";
@@ -105,27 +109,18 @@ int run(const Config& c) {
   ex.identity = {{"hidden", std::to_string(c.hidden)},
                  {"batch", std::to_string(c.batch)},
                  {"train_samples", std::to_string(train.size())}};
+  if (val) ex.identity["val_fraction"] = optim::format_number(c.val_fraction);
   ex.summary_fields = {{"dataset_title", data.title}, {"data_dir", data.dir},  {"train_samples", train.size()},
                        {"test_samples", test.size()}, {"hidden", c.hidden},    {"batch", c.batch}};
+  if (val) ex.summary_fields["val_samples"] = val->size();
   ex.steps_per_epoch = train_loader.num_batches();
   ex.make_model = [&](Generator& init) -> nn::Module& { return model.emplace(features, c.hidden, 10, init); };
   ex.begin_epoch = [&](int64_t epoch) { train_loader.set_epoch(epoch); };
-  ex.step = [&](int64_t, int64_t b) {
-    const datasets::Batch batch = train_loader.batch(b);
-    const Tensor logits = (*model)(batch.x);
-    return StepResult{cross_entropy(logits, batch.y), batch.y.size(0), count_correct(logits, batch.y)};
-  };
+  ex.step = [&](int64_t, int64_t b) { return classify_batch(forward, train_loader.batch(b)); };
   ex.evaluate = [&] {
-    double loss_sum = 0.0;
-    int64_t correct = 0;
-    for (int64_t b = 0; b < test_loader.num_batches(); ++b) {
-      const datasets::Batch batch = test_loader.batch(b);
-      const Tensor logits = (*model)(batch.x);
-      loss_sum += cross_entropy(logits, batch.y, Reduction::Sum).item();
-      correct += count_correct(logits, batch.y);
-    }
-    const double n = static_cast<double>(test_loader.num_samples());
-    return json{{"test_loss", loss_sum / n}, {"test_acc", correct / n}};
+    json eval = val_loader ? evaluate_classifier(forward, *val_loader, "val") : json::object();
+    eval.update(evaluate_classifier(forward, test_loader, "test"));
+    return eval;
   };
   return run_experiment(c, runs, ex);
 }

@@ -156,6 +156,8 @@ int run(Config c, const CLI::App& app) {
   }
   if (c.out.empty()) c.out = std::string(c.paper ? "results/ptb-paper/L" : "results/ptb/L") + std::to_string(c.layers);
   check_common_flags(c);
+  TG_CHECK(c.val_fraction == 0, "--val-fraction ", c.val_fraction,
+           ": the text corpus has its own validation text (valid_ppl); drop the flag");
   TG_CHECK(c.layers >= 1, "--layers ", c.layers, ": must be at least 1");
   TG_CHECK(c.emb >= 1 && c.hidden >= 1, "--emb ", c.emb, " and --hidden ", c.hidden, ": must be at least 1");
   TG_CHECK(c.bptt >= 1, "--bptt ", c.bptt, ": must be at least 1");
@@ -166,10 +168,7 @@ int run(Config c, const CLI::App& app) {
   TG_CHECK(!c.tie || c.emb == c.hidden, "--tie needs --emb == --hidden, got ", c.emb, " and ", c.hidden);
   TG_CHECK(c.train_tokens >= 0 && c.eval_tokens >= 0, "--train-tokens/--eval-tokens must be >= 0");
   const std::vector<RunSpec> runs = parse_runs(c.optim, lm_runs(c.paper));
-  {  // every spec checked before the first epoch
-    nn::Linear probe(2, 2);
-    for (const RunSpec& r : runs) optim::make(r.spec, probe.parameters());
-  }
+  if (check_runs(c, runs)) return 0;  // --check-optim
 
   const DataChoice data = choose_data(c);
   if (!data.note.empty()) banner(data.note);

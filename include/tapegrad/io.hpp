@@ -25,6 +25,10 @@ void remove_stale_temporaries(const std::string& path);
 // The same from a stream positioned anywhere (it is read from its start); `name` names it in errors.
 TensorDict read_safetensors(std::istream& in, const std::string& name, Metadata* meta = nullptr);
 
+// Writes bytes to path as the checkpoints are written: a temporary file beside it, flushed to disk, renamed
+// over it; readers see the old file or the new one, never a part. Throws an Error naming the file.
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
 // A training checkpoint: the model's state under "model.", the optimizer's under "optim.", and
 // free-form metadata (epoch, step, ...).
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
