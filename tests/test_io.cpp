@@ -203,3 +203,23 @@ TEST_CASE("safetensors from a stream: the same checks as from a file") {
   std::istringstream good(read_bytes(p));
   CHECK(tg::read_safetensors(good, "in-memory").at("w").to_vector() == std::vector<double>{2.5, 2.5, 2.5});
 }
+
+TEST_CASE("write_file_atomically: replaces the whole file, leaves no temporary, names the file it cannot write") {
+  fs::path d = temp_dir() / "atomic";
+  fs::create_directories(d);
+  const fs::path p = d / "summary.json";
+  const fs::path dead = d / "summary.json.tmp.999999999";  // a writer that died before its rename
+  write_bytes(dead, "half");
+  tg::write_file_atomically(p.string(), std::string("first, longer text\n"));
+  tg::write_file_atomically(p.string(), std::string("second\n"));
+  CHECK(read_bytes(p) == "second\n");
+  tg::write_file_atomically(p.string(), std::string());
+  CHECK(read_bytes(p).empty());
+  CHECK_FALSE(fs::exists(dead));
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(d)) ++files;
+  CHECK(files == 1);
+  CHECK_THROWS_WITH_AS(tg::write_file_atomically((d / "no-such-dir" / "x.json").string(), "x"),
+                       doctest::Contains("no-such-dir/x.json.tmp."), tg::Error);
+  fs::remove_all(d);
+}
