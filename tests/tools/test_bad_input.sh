@@ -82,6 +82,7 @@ while IFS=$'\t' read -r num cmd code msg; do
   out=$tmp/out-$num
   cmd=${cmd//'$BIN'/$bin}; cmd=${cmd//'$DATA'/$data}; cmd=${cmd//'$BAD'/$bad}
   cmd=${cmd//'$OUT'/$out}; cmd=${cmd//'$CKPT'/$ckpt}; cmd=${cmd//'$TEXT'/$text}; cmd=${cmd//'$CIFAR'/$cifar}
+  cmd=${cmd//'$TUNE'/"/usr/bin/python3 $root/tools/tune --bin $bin"}
   set +e
   timeout 300 bash -c "$cmd" > "$tmp/log-$num" 2>&1
   rc=$?

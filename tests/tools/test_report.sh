@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/report builds REPORT.md from a small results tree made by tiny runs of every replication program
-# (mnist, counterexample, cifar10, ptb at one depth, lr-heatmap) and their figures: every experiment that ran
+# (mnist, counterexample, cifar10, ptb at one depth, lr-heatmap, a tools/tune sweep) and their figures: every experiment that ran
 # has its section with its command and table, the ones that did not are listed as not run, and every figure
 # the report names exists and is a PNG of exactly the size the report states. Skipped (exit 77) without
 # matplotlib.
@@ -35,6 +35,8 @@ plot curves "$R/ptb/L1"
 run "$cifar" "${cifar_flags[@]}" --epochs 1 --optim adam --lr-decay 1 --out "$R/lr-heatmap"
 run "$heatmap" --checkpoint "$R/lr-heatmap/adam.ckpt" --out "$R/lr-heatmap/lr_heatmap.json"
 plot heatmap "$R/lr-heatmap/lr_heatmap.json"
+run /usr/bin/python3 "$root/tools/tune" mnist --bin "$(dirname "$mnist")" --optim sgdm --grid sgdm.lr=0.01,0.1 \
+  --max-extensions 0 --epochs 1 --threads 1 --out "$R/tune/mnist" -- --data "$tmp/mnist-data" --dataset mnist --hidden 16
 
 /usr/bin/python3 "$root/tools/report" "$R" > "$tmp/log" 2>&1 || { cat "$tmp/log"; fail "tools/report"; }
 /usr/bin/python3 - "$R" <<'PY'
@@ -45,10 +47,12 @@ for heading in ("Perceptron on MNIST", "CIFAR-10", "1-layer LSTM", "counterexamp
     assert re.search(r"^## .*" + re.escape(heading), text, re.M), f"no section for {heading}"
 assert "tools/replicate mnist --hidden 16 --epochs 2" in text, "the mnist command is not shown"
 assert re.search(r"No results for: .*ptb/L2, ptb/L3", text), "ptb/L2 and L3 should be listed as not run"
+assert re.search(r"^## Hyperparameter tuning: mnist", text, re.M) and "### Chosen" in text, "no tuning section"
+assert "tune/mnist/tune.png" in text, "the tuning section has no figure"
 assert "95.03" in text, "the CIFAR section should give the paper's numbers"
 figures = re.findall(r"^\*([^*]+\.png) \((\d+)x(\d+) px\)\*$", text, re.M)
 links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
-assert len(figures) >= 6 and len(links) == len(figures), (figures, links)
+assert len(figures) >= 7 and len(links) == len(figures), (figures, links)
 for (name, w, h), link in zip(figures, links):
     assert name == link, (name, link)
     with open(os.path.join(R, link), "rb") as f:
