@@ -4,6 +4,7 @@
 #     optim::make accepts), tune.png; SGDM's best lr is the largest of its grid, so the grid grows and the
 #     grown points run (--max-extensions 2), Adam's best is interior, so its grid does not;
 #   - a point made to diverge (lr 1e12) is recorded as diverged and the sweep goes on;
+#   - two seeds per point, chosen on the final training loss: mean and spread per point, the lowest mean chosen;
 #   - a sweep killed after its second run resumes with the missing runs only and gives the straight table;
 #     the same command on a finished sweep runs nothing and prints the table;
 #   - --jobs 2 gives the same table as --jobs 1 (on two cores or more).
@@ -73,6 +74,23 @@ assert div == {"0.01": False, "0.1": False, "1e12": True}, div
 assert "NaN or Inf" in o["points"][2]["runs"][0]["stopped"], o["points"][2]
 PY
 grep -q "^| 1e12 | diverged |" "$tmp/div/tune.md" || fail "the table does not show the diverged point"
+
+# --- repeats over seeds, selection on the final training loss: mean and spread per point, the lowest mean chosen
+tune --optim adagrad --grid adagrad.lr=1e-2,5e-2 --seeds 1,2 --select train_loss --max-extensions 0 --out "$tmp/seeds" \
+  "${prog[@]}" > "$tmp/seeds.log" 2>&1 || { cat "$tmp/seeds.log"; fail "the sweep over two seeds"; }
+python3 - "$tmp/seeds" <<'PY'
+import json, os, statistics, sys
+d = sys.argv[1]
+t = json.load(open(os.path.join(d, "tune.json")))
+assert t["metric"] == "train_loss" and t["higher_is_better"] is False, t["metric"]
+o = t["optimizers"][0]
+for p in o["points"]:
+    v = [json.load(open(os.path.join(d, r["dir"], "done.json")))["final"]["train_loss"] for r in p["runs"]]
+    assert len(v) == 2 and v[0] != v[1], v  # two seeds: two initialisations, two splits
+    assert abs(p["mean"] - statistics.fmean(v)) < 1e-12 and abs(p["std"] - statistics.stdev(v)) < 1e-12, (p, v)
+assert o["chosen"]["mean"] == min(p["mean"] for p in o["points"]), o["chosen"]
+PY
+grep -q "train_loss (mean ± std)" "$tmp/seeds/tune.md" || fail "tune.md does not show mean and spread"
 
 # --- resume: killed after its second run, the same command runs only the missing ones
 grid=(--optim sgdm --grid sgdm.lr=1e-3,3e-3,1e-2,3e-2 --max-extensions 0)
