@@ -1,19 +1,15 @@
 // The training driver of the replication programs: see experiment.hpp.
 #include "experiment.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "results.hpp"
 #include "tapegrad/datasets/idx.hpp"
@@ -61,17 +57,7 @@ DataChoice choose_image_data(const std::string& dataset, const std::string& data
 
 namespace {
 
-// The value of key in "name:k=v,k=v" ("" when absent).
-std::string spec_value(const std::string& spec, const std::string& key) {
-  const auto colon = spec.find(':');
-  if (colon == std::string::npos) return "";
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string kv;
-  while (std::getline(ss, kv, ','))
-    if (kv.find('=') != std::string::npos && kv.substr(0, kv.find('=')) == key) return kv.substr(kv.find('=') + 1);
-  return "";
-}
-
+// The optimizer name of a spec ("adam" of "adam:lr=1e-3"); optim::make owns the rest of the grammar.
 std::string spec_name(const std::string& spec) { return lower(spec.substr(0, spec.find(':'))); }
 
 }  // namespace
@@ -123,7 +109,12 @@ std::vector<RunSpec> parse_runs(const std::vector<std::string>& values, const st
       r.label = name;
       for (const RunSpec& d : defaults)
         if (spec_name(d.spec) == name || lower(d.label) == name) r.label = d.label;
-      if (name == "sgd" && std::atof(spec_value(s, "momentum").c_str()) == 0.0) r.label = "SGD";
+      if (name == "sgd") {  // without momentum "SGD" (the language models' baseline), with it "SGDM"
+        nn::Linear probe(2, 2);
+        const auto opt = optim::make(s, probe.parameters());
+        const auto* sgd = dynamic_cast<const optim::SGD*>(opt.get());
+        if (sgd && sgd->options().momentum == 0.0) r.label = "SGD";
+      }
     }
     for (char c : r.label)
       TG_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.',

@@ -13,6 +13,8 @@
 //     optimizer sees them; a NaN/Inf stops that optimizer with the step, parameter and optimizer named,
 //     leaving its last good checkpoint (exit code 3), or --skip-nonfinite skips and counts such steps;
 //   - --telemetry N: effective learning-rate distributions (Optimizer::lr_telemetry) every N steps;
+//   - --val-fraction F (image experiments): a validation split of the training data, drawn from the seed,
+//     evaluated every epoch (val_loss, val_acc) for tools/tune's selection; --check-optim: the specs resolved;
 //   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given.
 //
 // Its parts: the run's specification (CommonConfig, RunSpec, Experiment: here), the training loop of named

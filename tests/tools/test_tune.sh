@@ -7,6 +7,7 @@
 #   - two seeds per point, chosen on the final training loss: mean and spread per point, the lowest mean chosen;
 #   - a sweep killed after its second run resumes with the missing runs only and gives the straight table;
 #     the same command on a finished sweep runs nothing and prints the table;
+#   - two ranks (Open MPI's environment variables, as mpirun sets them) give the first sweep's table;
 #   - --jobs 2 gives the same table as --jobs 1 (on two cores or more).
 # Usage: test_tune.sh SOURCE_ROOT BUILD_TOOLS_DIR
 set -euo pipefail
@@ -116,6 +117,18 @@ tune "${grid[@]}" --out "$tmp/killed" "${prog[@]}" > "$tmp/again.log" 2>&1 || fa
 grep -q "run(s) to go" "$tmp/again.log" && fail "a finished sweep ran something again"
 grep -q "^## SGDM" "$tmp/again.log" || fail "a finished sweep does not print the table"
 
+# --- as two ranks (Open MPI's environment, as under mpirun -n 2): each takes every other run, both wait for the
+# other's before growing a grid, rank 0 writes the same table as the first sweep's
+sweep_args=(--optim sgdm,adam --grid sgdm.lr=1e-4,1e-3,1e-2 --grid adam.lr=1e-3,1e-2,0.1 --grid adam.beta1=0.9
+            --grid adam.beta2=0.999 --max-extensions 2 --out "$tmp/ranks")
+OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 tune "${sweep_args[@]}" "${prog[@]}" > "$tmp/rank1.log" 2>&1 &
+rank1=$!
+OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 tune "${sweep_args[@]}" "${prog[@]}" > "$tmp/rank0.log" 2>&1 ||
+  { cat "$tmp/rank0.log"; fail "rank 0"; }
+wait "$rank1" || { cat "$tmp/rank1.log"; fail "rank 1"; }
+grep -q "rank 1 of 2 takes runs 1, 3, 5" "$tmp/rank1.log" || fail "rank 1 did not take the odd runs"
+diff "$tmp/sweep/tune.md" "$tmp/ranks/tune.md" || fail "two ranks give another table than one process"
+
 # --- --jobs 2: the same table
 if [ "$(nproc)" -ge 2 ]; then
   tune "${grid[@]}" --jobs 2 --out "$tmp/jobs2" "${prog[@]}" > "$tmp/jobs2.log" 2>&1 || fail "--jobs 2"
@@ -123,4 +136,4 @@ if [ "$(nproc)" -ge 2 ]; then
 else
   echo "note: one core: --jobs 2 not checked"
 fi
-echo "tune: sweep, edge extension, divergence, resume and --jobs behave"
+echo "tune: sweep, edge extension, divergence, seeds, resume, ranks and --jobs behave"
