@@ -213,6 +213,20 @@ DataLoader::DataLoader(const ImageDataset& ds, LoaderOptions opt) : opt_(opt) {
 
 DataLoader::~DataLoader() { drop_prefetch(); }
 
+// The background task of `other` reads other's members, so it is waited for, and not copied.
+DataLoader::DataLoader(const DataLoader& other) { *this = other; }
+
+DataLoader& DataLoader::operator=(const DataLoader& other) {
+  if (this == &other) return *this;
+  drop_prefetch();
+  other.drop_prefetch();
+  ds_ = other.ds_;
+  opt_ = other.opt_;
+  epoch_ = other.epoch_;
+  order_ = other.order_;
+  return *this;
+}
+
 uint64_t DataLoader::epoch_seed(uint64_t seed, int64_t epoch) {
   // splitmix64 of the pair: nearby (seed, epoch) pairs give unrelated streams.
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull;

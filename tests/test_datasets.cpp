@@ -410,7 +410,7 @@ TEST_CASE("DataLoader: a sampler gives each epoch's indices (e.g. a shard for da
   CHECK(wrong.num_samples() == 2);
 }
 
-TEST_CASE("DataLoader: prefetch on a background thread gives the same batches, in any access order") {
+TEST_CASE("DataLoader: prefetch on a background thread gives the same batches, in any access order; copies") {
   const ImageDataset ds = toy_dataset(50);
   LoaderOptions opt{.batch_size = 7, .seed = 2};
   DataLoader plain(ds, opt);
@@ -428,6 +428,15 @@ TEST_CASE("DataLoader: prefetch on a background thread gives the same batches, i
       CHECK(ahead.batch(b).y.to_vector<int64_t>() == plain.batch(b).y.to_vector<int64_t>());
     }
   }
+  // A copy made while a batch is being prefetched gives the same batches as the original.
+  ahead.set_epoch(1);
+  plain.set_epoch(1);
+  CHECK(ahead.batch(0).y.to_vector<int64_t>() == plain.batch(0).y.to_vector<int64_t>());  // prefetches batch 1
+  const DataLoader copy = ahead;
+  CHECK(copy.epoch() == 1);
+  CHECK(copy.batch(1).y.to_vector<int64_t>() == plain.batch(1).y.to_vector<int64_t>());
+  CHECK(ahead.batch(1).y.to_vector<int64_t>() == plain.batch(1).y.to_vector<int64_t>());
+
   // An error of the background task reaches the caller of batch() for that batch.
   auto bad = std::make_shared<Squares>();
   bad->bad = 5;

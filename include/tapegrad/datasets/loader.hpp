@@ -104,8 +104,7 @@ struct Augmentation {
   bool flip = false;
 };
 
-// One thread uses a loader at a time. With prefetch the loader owns a background task, so it cannot be copied
-// or moved (hold it in a std::unique_ptr to pass it around).
+// One thread uses a loader at a time. Copies share the dataset and start without a prefetched batch.
 class DataLoader {
  public:
   // Any dataset; the image options (mean, std, per-channel statistics, image_shape, crop, flip) must be left
@@ -115,8 +114,8 @@ class DataLoader {
   // Throws on batch_size < 1, std <= 0, per-channel statistics of the wrong length, or a negative crop_padding.
   DataLoader(const ImageDataset& ds, LoaderOptions opt);
   ~DataLoader();
-  DataLoader(const DataLoader&) = delete;
-  DataLoader& operator=(const DataLoader&) = delete;
+  DataLoader(const DataLoader& other);
+  DataLoader& operator=(const DataLoader& other);
 
   // Selects the order of epoch e (0-based). Cheap; call it at the start of every epoch.
   void set_epoch(int64_t epoch);
