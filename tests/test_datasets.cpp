@@ -1,4 +1,5 @@
-// IDX reading (raw and gzip) of files generated here, every malformed case, the data loader, the MLP.
+// IDX reading (raw and gzip) of files generated here, every malformed case, the data loader (image,
+// tensor and user datasets, samplers, prefetch), the MLP.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <set>
 #include <string>
@@ -286,6 +288,162 @@ TEST_CASE("DataLoader: normalisation (x - mean) / std") {
   DataLoader loader(ds, {.batch_size = 3, .shuffle = false, .mean = 1.0, .std = 2.0});
   CHECK(loader.batch(0).x.to_vector<float>() == std::vector<float>{-0.5f, -0.5f, 0.0f, 0.0f, 0.5f, 0.5f});
   CHECK(!error_of([&] { DataLoader(ds, {.std = 0.0}); }).empty());
+}
+
+TEST_CASE("DataLoader: the order of a seed and epoch is pinned (resume across versions depends on it)") {
+  // Checkpoints of the tools resume at an epoch and expect that epoch's batches: a change of the shuffle
+  // would silently change resumed runs. These are the permutations the loader has drawn since it was written.
+  CHECK(DataLoader::random_permutation(12, 1, 0) == std::vector<int64_t>{11, 8, 10, 3, 2, 6, 0, 9, 1, 7, 4, 5});
+  CHECK(DataLoader::random_permutation(12, 1, 3) == std::vector<int64_t>{0, 8, 2, 9, 4, 3, 6, 5, 10, 7, 1, 11});
+  DataLoader loader(toy_dataset(12), {.batch_size = 5, .seed = 1});
+  CHECK(loader.order(3) == DataLoader::random_permutation(12, 1, 3));
+}
+
+TEST_CASE("TensorDataset: any feature shape, float targets (regression), rows travel together") {
+  // x [7, 2, 3] F64 with x[i] = 100 i + k; y [7, 2] F32 with y[i] = (i, -i).
+  std::vector<double> xv(7 * 6);
+  std::vector<float> yv(7 * 2);
+  for (int64_t i = 0; i < 7; ++i) {
+    for (int64_t k = 0; k < 6; ++k) xv[i * 6 + k] = 100.0 * i + k;
+    yv[i * 2] = static_cast<float>(i);
+    yv[i * 2 + 1] = -static_cast<float>(i);
+  }
+  auto ds = std::make_shared<TensorDataset>(from_vector(xv, {7, 2, 3}), from_vector(yv, {7, 2}), "toy-regression");
+  CHECK(ds->size() == 7);
+  const Example e = ds->get(4);
+  CHECK(e.x.shape() == Shape{2, 3});
+  CHECK(e.x.to_vector<double>() == std::vector<double>{400, 401, 402, 403, 404, 405});
+  CHECK(e.y.to_vector<float>() == std::vector<float>{4, -4});
+
+  DataLoader loader(ds, {.batch_size = 3, .seed = 9});
+  CHECK(loader.num_batches() == 3);
+  std::set<int64_t> seen;
+  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    const Batch batch = loader.batch(b);
+    const int64_t n = b < 2 ? 3 : 1;
+    REQUIRE(batch.x.shape() == Shape{n, 2, 3});
+    REQUIRE(batch.y.shape() == Shape{n, 2});
+    CHECK(batch.x.dtype() == DType::F64);
+    CHECK(batch.y.dtype() == DType::F32);
+    const auto x = batch.x.to_vector<double>();
+    const auto y = batch.y.to_vector<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const auto s = static_cast<int64_t>(x[i * 6] / 100);
+      CHECK(x[i * 6 + 5] == 100.0 * s + 5);
+      CHECK(y[i * 2] == static_cast<float>(s));
+      CHECK(y[i * 2 + 1] == -static_cast<float>(s));
+      seen.insert(s);
+    }
+  }
+  CHECK(seen.size() == 7);
+  // The same order as an ImageDataset of the same size and seed: one shuffle for every dataset.
+  CHECK(loader.order(2) == DataLoader(toy_dataset(7), {.batch_size = 3, .seed = 9}).order(2));
+
+  CHECK(error_of([&] { TensorDataset(zeros({3, 2}), zeros({4})); }).find("same N") != std::string::npos);
+  CHECK(error_of([&] { ds->get(7); }).find("toy-regression: sample 7 outside [0, 7)") != std::string::npos);
+  CHECK(error_of([&] { DataLoader(ds, {.mean = 0.5}); }).find("apply to an ImageDataset") != std::string::npos);
+  CHECK(error_of([&] { DataLoader(ds, {.batch_size = 0}); }).find("batch_size 0") != std::string::npos);
+}
+
+namespace {
+// A user dataset through the interface alone: sample i is x = [i, i^2] (I64), y = i % 3 (I64 []); sample
+// `odd` has a wrong shape and sample `bad` throws.
+struct Squares : Dataset {
+  int64_t n = 10, odd = -1, bad = -1;
+  int64_t size() const override { return n; }
+  std::string name() const override { return "squares"; }
+  Example get(int64_t i) const override {
+    TG_CHECK(i != bad, "squares: sample ", i, " is unreadable");
+    if (i == odd) return {zeros({3}, DType::I64), scalar(0, DType::I64)};
+    return {from_vector(std::vector<int64_t>{i, i * i}, {2}), scalar(static_cast<double>(i % 3), DType::I64)};
+  }
+};
+}  // namespace
+
+TEST_CASE("Dataset: a user dataset through get(); stacking checks every sample's shape") {
+  auto ds = std::make_shared<Squares>();
+  DataLoader loader(ds, {.batch_size = 4, .shuffle = false, .drop_last = true});
+  CHECK(loader.num_batches() == 2);
+  const Batch b = loader.batch(1);
+  CHECK(b.x.shape() == Shape{4, 2});
+  CHECK(b.x.to_vector<int64_t>() == std::vector<int64_t>{4, 16, 5, 25, 6, 36, 7, 49});
+  CHECK(b.y.shape() == Shape{4});
+  CHECK(b.y.to_vector<int64_t>() == std::vector<int64_t>{1, 2, 0, 1});
+  auto odd = std::make_shared<Squares>();
+  odd->odd = 6;
+  const std::string msg = error_of([&] { DataLoader(odd, {.batch_size = 4, .shuffle = false}).batch(1); });
+  CHECK(msg.find("squares: sample 6 gives x [3]") != std::string::npos);
+  CHECK(msg.find("sample 4 gave [2]") != std::string::npos);
+}
+
+TEST_CASE("DataLoader: a sampler gives each epoch's indices (e.g. a shard for data parallelism)") {
+  const ImageDataset ds = toy_dataset(10);
+  // Rank r of 2 takes every second sample of the seeded permutation.
+  auto shard = [](int64_t rank) {
+    return [rank](int64_t epoch) {
+      std::vector<int64_t> mine;
+      const auto all = DataLoader::random_permutation(10, 5, epoch);
+      for (size_t i = static_cast<size_t>(rank); i < all.size(); i += 2) mine.push_back(all[i]);
+      return mine;
+    };
+  };
+  DataLoader r0(ds, {.batch_size = 2, .seed = 5, .sampler = shard(0)});
+  DataLoader r1(ds, {.batch_size = 2, .seed = 5, .sampler = shard(1)});
+  DataLoader whole(ds, {.batch_size = 2, .seed = 5});
+  for (int64_t e : {0, 3}) {
+    r0.set_epoch(e);
+    r1.set_epoch(e);
+    whole.set_epoch(e);
+    CHECK(r0.num_samples() == 5);
+    CHECK(r0.num_batches() == 3);
+    std::vector<int64_t> mine, theirs;
+    for (int64_t b = 0; b < r0.num_batches(); ++b) {
+      for (const int64_t y : r0.batch(b).y.to_vector<int64_t>()) mine.push_back(y);
+      for (const int64_t y : r1.batch(b).y.to_vector<int64_t>()) theirs.push_back(y);
+    }
+    const auto all = whole.order(e);  // labels are i % 10 = i here
+    for (size_t i = 0; i < 10; ++i) CHECK((i % 2 == 0 ? mine[i / 2] : theirs[i / 2]) == all[i]);
+  }
+  DataLoader wrong(ds, {.sampler = [](int64_t e) { return std::vector<int64_t>{0, e == 1 ? 10 : 1}; }});
+  CHECK(error_of([&] { wrong.set_epoch(1); }).find("the sampler gave sample 10 for epoch 1") != std::string::npos);
+  CHECK(wrong.epoch() == 0);  // a refused epoch leaves the loader as it was
+  CHECK(wrong.num_samples() == 2);
+}
+
+TEST_CASE("DataLoader: prefetch on a background thread gives the same batches, in any access order; copies") {
+  const ImageDataset ds = toy_dataset(50);
+  LoaderOptions opt{.batch_size = 7, .seed = 2};
+  DataLoader plain(ds, opt);
+  opt.prefetch = true;
+  DataLoader ahead(ds, opt);
+  for (int64_t e : {0, 1, 4}) {
+    plain.set_epoch(e);
+    ahead.set_epoch(e);
+    // In order (each batch was prefetched), then skipping and going back (the prefetched one is dropped).
+    std::vector<int64_t> visits(static_cast<size_t>(plain.num_batches()));
+    std::iota(visits.begin(), visits.end(), int64_t{0});
+    for (int64_t b : {5, 2, 3, 3, 0}) visits.push_back(b);
+    for (const int64_t b : visits) {
+      CHECK(ahead.batch(b).x.to_vector<float>() == plain.batch(b).x.to_vector<float>());
+      CHECK(ahead.batch(b).y.to_vector<int64_t>() == plain.batch(b).y.to_vector<int64_t>());
+    }
+  }
+  // A copy made while a batch is being prefetched gives the same batches as the original.
+  ahead.set_epoch(1);
+  plain.set_epoch(1);
+  CHECK(ahead.batch(0).y.to_vector<int64_t>() == plain.batch(0).y.to_vector<int64_t>());  // prefetches batch 1
+  const DataLoader copy = ahead;
+  CHECK(copy.epoch() == 1);
+  CHECK(copy.batch(1).y.to_vector<int64_t>() == plain.batch(1).y.to_vector<int64_t>());
+  CHECK(ahead.batch(1).y.to_vector<int64_t>() == plain.batch(1).y.to_vector<int64_t>());
+
+  // An error of the background task reaches the caller of batch() for that batch.
+  auto bad = std::make_shared<Squares>();
+  bad->bad = 5;
+  DataLoader loader(bad, {.batch_size = 2, .shuffle = false, .prefetch = true});
+  CHECK(loader.batch(1).x.to_vector<int64_t>() == std::vector<int64_t>{2, 4, 3, 9});  // starts batch 2 (4, 5)
+  CHECK(error_of([&] { loader.batch(2); }).find("squares: sample 5 is unreadable") != std::string::npos);
+  CHECK(loader.batch(3).x.to_vector<int64_t>() == std::vector<int64_t>{6, 36, 7, 49});
 }
 
 TEST_CASE("MLP: the paper's perceptron, 784 -> 256 -> 10") {

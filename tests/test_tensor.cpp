@@ -1,6 +1,8 @@
 // Tensor basics: factories, views, values of ops (including the multithreaded paths), and errors.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <numeric>
 
@@ -172,9 +174,20 @@ TEST_CASE("dropout") {
 }
 
 TEST_CASE("threads can be set") {
-  int n = tg::num_threads();
+  // Two threads and then one, set here: the checks hold whatever OMP_NUM_THREADS the test runs under.
+  const int before = tg::num_threads();
+  tg::set_num_threads(2);
+  CHECK(tg::num_threads() == 2);
+  int team = 0;
+#pragma omp parallel
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+  }
+  CHECK(team == 2);  // the parallel regions of the kernels get the two threads
   tg::set_num_threads(1);
   CHECK(tg::num_threads() == 1);
-  tg::set_num_threads(n);
+  tg::set_num_threads(before);
+  CHECK(tg::num_threads() == before);
   CHECK_THROWS_AS(tg::set_num_threads(0), tg::Error);
 }
