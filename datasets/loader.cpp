@@ -7,8 +7,18 @@
 
 namespace tapegrad::datasets {
 
+Range shard_range(int64_t n, int rank, int world) {
+  TG_CHECK(n >= 0 && world >= 1 && rank >= 0 && rank < world, "shard_range: rank ", rank, " of a world of ", world,
+           " over ", n, " items");
+  const int64_t base = n / world, extra = n % world, r = rank;
+  const int64_t begin = r * base + std::min(r, extra);
+  return {begin, begin + base + (r < extra ? 1 : 0)};
+}
+
 DataLoader::DataLoader(const ImageDataset& ds, LoaderOptions opt) : ds_(ds), opt_(opt), n_(ds.size()) {
   TG_CHECK(opt_.batch_size >= 1, "DataLoader: batch_size ", opt_.batch_size, " must be at least 1");
+  TG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size, "DataLoader: rank ", opt_.rank,
+           " of a world of ", opt_.world_size);
   TG_CHECK(ds_.images.defined() && ds_.labels.defined() && ds_.images.dim() == 2 &&
                ds_.images.size(0) == n_ && ds_.images.dtype() == DType::F32 && ds_.labels.dtype() == DType::I64,
            "DataLoader: dataset ", ds_.name, " must hold F32 images [N, features] and I64 labels [N]");
@@ -78,10 +88,15 @@ int64_t DataLoader::num_batches() const {
   return opt_.drop_last ? n_ / b : (n_ + b - 1) / b;
 }
 
-Batch DataLoader::batch(int64_t b) const {
+int64_t DataLoader::global_batch_size(int64_t b) const {
   TG_CHECK(b >= 0 && b < num_batches(), "DataLoader: batch ", b, " out of range [0, ", num_batches(), ")");
-  const int64_t begin = b * opt_.batch_size;
-  const int64_t size = std::min(opt_.batch_size, n_ - begin);
+  return std::min(opt_.batch_size, n_ - b * opt_.batch_size);
+}
+
+Batch DataLoader::batch(int64_t b) const {
+  const Range part = shard_range(global_batch_size(b), opt_.rank, opt_.world_size);
+  const int64_t begin = b * opt_.batch_size + part.begin;
+  const int64_t size = part.size();
   const int64_t features = ds_.images.size(1);
   const Shape shape = opt_.image_shape ? Shape{size, ds_.channels, ds_.rows, ds_.cols} : Shape{size, features};
   Batch out{empty(shape, DType::F32), empty({size}, DType::I64)};

@@ -13,6 +13,10 @@
 // The offset and the flip of dataset sample i in epoch e are a function of (seed, e, i) alone: not of the
 // batch it lands in, of the thread that computes it, or of what came before (resume stays exact).
 //
+// Data parallelism (dist.hpp): with rank r of a world of R, batch(b) is rank r's slice of the global batch b
+// (shard_range): every rank draws the same permutation and takes a disjoint, contiguous part of each batch,
+// so that the ranks' slices, concatenated in rank order, are the single-process batch of the same size.
+//
 //   DataLoader loader(train, {.batch_size = 128, .seed = 1});
 //   for (int64_t e = 0; e < epochs; ++e) {
 //     loader.set_epoch(e);
@@ -44,7 +48,16 @@ struct LoaderOptions {
   bool image_shape = false;      // x as [B, channels, rows, cols] (conv nets) instead of [B, features]
   int64_t crop_padding = 0;      // random crop with this zero padding (0: none)
   bool horizontal_flip = false;  // random horizontal flip, probability 1/2
+  int rank = 0, world_size = 1;  // batch(b) is this rank's slice of the global batch b (of batch_size)
 };
+
+// Rank `rank`'s part [begin, end) of n items shared among `world` ranks: contiguous, in rank order, sizes
+// differing by at most one (the first n % world ranks take one more); empty when n < world for the last ranks.
+struct Range {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Range shard_range(int64_t n, int rank, int world);
 
 // The augmentation drawn for one sample of one epoch: the crop window starts at (dy, dx) of the padded
 // image (the original sits at (p, p)), then the window is mirrored left-right when flip.
@@ -67,7 +80,9 @@ class DataLoader {
 
   int64_t num_samples() const { return n_; }
   int64_t num_batches() const;
-  // Batch b of the current epoch, b in [0, num_batches()).
+  // The size of the global batch b (over all ranks).
+  int64_t global_batch_size(int64_t b) const;
+  // Batch b of the current epoch, b in [0, num_batches()): this rank's slice of it (all of it in a world of one).
   Batch batch(int64_t b) const;
 
   // The sample order of an epoch: identity without shuffle, else a permutation of [0, N) drawn from
