@@ -108,6 +108,9 @@ class DataParallel {
   // Of the last step: seconds the backward walk was held up waiting for all-reduces that had not finished
   // (communication not hidden behind the computation), and the bytes averaged.
   double last_wait_seconds() const { return wait_seconds_; }
+  // When that wait began (the last gradient was ready), steady_clock seconds: on one machine the ranks'
+  // differences tell how much of the wait was a peer still computing rather than communication.
+  double last_ready_time() const { return ready_time_; }
   int64_t gradient_bytes() const;
 
  private:
@@ -128,7 +131,7 @@ class DataParallel {
   size_t ready_count_ = 0;
   size_t next_launch_ = 0;
   double share_ = 1.0;
-  double wait_seconds_ = 0.0;
+  double wait_seconds_ = 0.0, ready_time_ = 0.0;
 };
 
 }  // namespace tapegrad::dist

@@ -154,6 +154,7 @@ void DataParallel::finish() {
   const auto t0 = std::chrono::steady_clock::now();
   for (Bucket& b : buckets_) transport::wait(b.request);
   wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ready_time_ = std::chrono::duration<double>(t0.time_since_epoch()).count();
   for (size_t k = 0; k < params_.size(); ++k) {
     const Bucket& b = buckets_[bucket_of_[k]];
     Tensor g = empty(params_[k].shape(), params_[k].dtype());
