@@ -128,6 +128,14 @@ class ImageSamples : public Dataset {
 
 }  // namespace
 
+Range shard_range(int64_t n, int rank, int world) {
+  TG_CHECK(n >= 0 && world >= 1 && rank >= 0 && rank < world, "shard_range: rank ", rank, " of a world of ", world,
+           " over ", n, " items");
+  const int64_t base = n / world, extra = n % world, r = rank;
+  const int64_t begin = r * base + std::min(r, extra);
+  return {begin, begin + base + (r < extra ? 1 : 0)};
+}
+
 // ---- Dataset, TensorDataset ----
 
 Batch Dataset::get_batch(const std::vector<int64_t>& indices, int64_t) const {
@@ -197,6 +205,8 @@ Batch TensorDataset::get_batch(const std::vector<int64_t>& indices, int64_t) con
 DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : ds_(std::move(ds)), opt_(opt) {
   TG_CHECK(ds_ != nullptr, "DataLoader: no dataset");
   TG_CHECK(opt_.batch_size >= 1, "DataLoader: batch_size ", opt_.batch_size, " must be at least 1");
+  TG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size, "DataLoader: rank ", opt_.rank,
+           " of a world of ", opt_.world_size);
   const LoaderOptions plain;
   TG_CHECK(opt_.mean == plain.mean && opt_.std == plain.std && opt_.channel_mean.empty() &&
                opt_.channel_std.empty() && !opt_.image_shape && opt_.crop_padding == 0 && !opt_.horizontal_flip,
@@ -207,6 +217,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> ds, LoaderOptions opt) : d
 
 DataLoader::DataLoader(const ImageDataset& ds, LoaderOptions opt) : opt_(opt) {
   TG_CHECK(opt_.batch_size >= 1, "DataLoader: batch_size ", opt_.batch_size, " must be at least 1");
+  TG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size, "DataLoader: rank ", opt_.rank,
+           " of a world of ", opt_.world_size);
   ds_ = std::make_shared<ImageSamples>(ds, opt_);
   set_epoch(0);
 }
@@ -277,9 +289,15 @@ int64_t DataLoader::num_batches() const {
   return opt_.drop_last ? n / b : (n + b - 1) / b;
 }
 
+int64_t DataLoader::global_batch_size(int64_t b) const {
+  TG_CHECK(b >= 0 && b < num_batches(), "DataLoader: batch ", b, " out of range [0, ", num_batches(), ")");
+  return std::min(opt_.batch_size, num_samples() - b * opt_.batch_size);
+}
+
+// This rank's slice of the global batch b.
 Batch DataLoader::assemble(int64_t b) const {
-  const int64_t begin = b * opt_.batch_size;
-  const int64_t end = std::min(begin + opt_.batch_size, num_samples());
+  const Range part = shard_range(global_batch_size(b), opt_.rank, opt_.world_size);
+  const int64_t begin = b * opt_.batch_size + part.begin, end = b * opt_.batch_size + part.end;
   return ds_->get_batch(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), epoch_);
 }
 

@@ -45,4 +45,24 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
 // Number of live nodes on this thread's tape (for tests and leak checks).
 size_t tape_size();
 
+// Gradient-ready hooks: fn(leaf) runs inside backward() as soon as the leaf's .grad() is final for that walk,
+// i.e. once the walk has passed the last node (in reverse order) that can send it a gradient; once per
+// backward() whose graph reaches the leaf, in the order the gradients become final. The grad may be undefined
+// there (no gradient arrived). dist::DataParallel starts averaging a gradient here while the walk goes on.
+// Hooks belong to this thread; the handle removes its hook when destroyed. No hook, no cost.
+class GradHook {
+ public:
+  GradHook() = default;
+  explicit GradHook(uint64_t id) : id_(id) {}
+  GradHook(GradHook&& o) noexcept : id_(o.id_) { o.id_ = 0; }
+  GradHook& operator=(GradHook&& o) noexcept;
+  GradHook(const GradHook&) = delete;
+  GradHook& operator=(const GradHook&) = delete;
+  ~GradHook();
+
+ private:
+  uint64_t id_ = 0;
+};
+GradHook add_grad_ready_hook(const Tensor& leaf, std::function<void(const Tensor& leaf)> fn);
+
 }  // namespace tapegrad

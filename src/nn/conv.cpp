@@ -44,6 +44,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   TG_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d(", num_features, "): input ", x.shape(),
            " does not fit (expected [N, ", num_features, ", H, W])");
   if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1);
+  if (is_training() && training_forward) return training_forward(*this, x);
   return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum, eps);
 }
 

@@ -16,6 +16,10 @@
 // The offset and the flip of dataset sample i in epoch e are a function of (seed, e, i) alone: not of the
 // batch it lands in, of the thread that computes it, or of what came before (resume stays exact).
 //
+// Data parallelism (dist.hpp): with rank r of a world of R, batch(b) is rank r's slice of the global batch b
+// (shard_range): every rank draws the same permutation and takes a disjoint, contiguous part of each batch,
+// so that the ranks' slices, concatenated in rank order, are the single-process batch of the same size.
+//
 // Text corpora are read as contiguous BPTT segments (text.hpp), not through this loader: a language model
 // carries its hidden state from one segment to the next, which a shuffled order would break.
 //
@@ -95,7 +99,16 @@ struct LoaderOptions {
   // random_permutation(N, seed, e) under data parallelism. Each index in [0, N); repeats are allowed.
   std::function<std::vector<int64_t>(int64_t epoch)> sampler = {};
   bool prefetch = false;  // assemble batch b + 1 on a background thread while batch b is used
+  int rank = 0, world_size = 1;  // batch(b) is this rank's slice of the global batch b (of batch_size)
 };
+
+// Rank `rank`'s part [begin, end) of n items shared among `world` ranks: contiguous, in rank order, sizes
+// differing by at most one (the first n % world ranks take one more); empty when n < world for the last ranks.
+struct Range {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Range shard_range(int64_t n, int rank, int world);
 
 // The augmentation drawn for one sample of one epoch: the crop window starts at (dy, dx) of the padded
 // image (the original sits at (p, p)), then the window is mirrored left-right when flip.
@@ -127,7 +140,9 @@ class DataLoader {
   // The samples of the current epoch (the dataset's size unless a sampler says otherwise).
   int64_t num_samples() const { return static_cast<int64_t>(order_.size()); }
   int64_t num_batches() const;
-  // Batch b of the current epoch, b in [0, num_batches()).
+  // The size of the global batch b (over all ranks).
+  int64_t global_batch_size(int64_t b) const;
+  // Batch b of the current epoch, b in [0, num_batches()): this rank's slice of it (all of it in a world of one).
   Batch batch(int64_t b) const;
 
   // The sample order of an epoch: sampler(epoch) when given, else identity without shuffle, else

@@ -2,6 +2,8 @@
 // All take NCHW tensors; parameter and buffer names are PyTorch's, so state dicts carry over by name.
 #pragma once
 
+#include <functional>
+
 #include "tapegrad/nn/module.hpp"
 
 namespace tapegrad::nn {
@@ -29,6 +31,9 @@ class BatchNorm2d : public Layer {
   int64_t num_features;
   double eps, momentum;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  // When set, replaces the training forward (after counting the batch): dist::DataParallel installs the
+  // synchronised batch statistics of all ranks here.
+  std::function<Tensor(BatchNorm2d&, const Tensor&)> training_forward;
 };
 
 // stride 0 means stride = kernel_size (PyTorch's default).
