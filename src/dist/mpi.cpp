@@ -123,7 +123,9 @@ void progress() {
 
 void wait(int request) {
   MPI_Wait(&g_requests.at(static_cast<size_t>(request)), MPI_STATUS_IGNORE);
-  if (std::all_of(g_requests.begin(), g_requests.end(), [](MPI_Request r) { return r == MPI_REQUEST_NULL; }))
+  // The numbers start again once the last request of a step is done (DataParallel waits for them in order).
+  if (static_cast<size_t>(request) + 1 == g_requests.size() &&
+      std::all_of(g_requests.begin(), g_requests.end(), [](MPI_Request r) { return r == MPI_REQUEST_NULL; }))
     g_requests.clear();
 }
 
