@@ -71,7 +71,7 @@ void resnet(int64_t batch, int steps, double bucket_mb) {
   std::vector<tg::Tensor> buckets;
   const int64_t elems = dp.gradient_bytes() / 4, nb = std::max(1, dp.num_buckets());
   for (int64_t b = 0; b < nb; ++b) buckets.push_back(tg::zeros({elems / nb + 1}));
-  std::vector<double> step, wait, alone, skew;
+  std::vector<double> step, wait, alone, skew, early;
   for (int s = 0; s <= steps; ++s) {
     tg::dist::barrier();
     const double t0 = now();
@@ -86,6 +86,7 @@ void resnet(int64_t batch, int steps, double bucket_mb) {
     tg::dist::all_reduce(ready, tg::dist::ReduceOp::Max);
     skew.push_back(ready.item() - dp.last_ready_time());
     wait.push_back(std::max(0.0, dp.last_wait_seconds() - skew.back()));
+    early.push_back(dp.last_done_early());
     tg::dist::barrier();
     const double t2 = now();
     if (R > 1) tg::dist::all_reduce(buckets);
@@ -98,7 +99,8 @@ void resnet(int64_t batch, int steps, double bucket_mb) {
   emit({{"bench", "resnet20_step"}, {"ranks", R}, {"threads", tg::num_threads()}, {"batch", batch},
         {"bucket_mb", bucket_mb}, {"buckets", dp.num_buckets()}, {"grad_mb", dp.gradient_bytes() / 1e6},
         {"step_s", s}, {"images_per_s", static_cast<double>(batch) / s}, {"allreduce_alone_s", a},
-        {"exposed_wait_s", w}, {"peer_skew_s", median(skew)}, {"hidden_fraction", R > 1 && a > 0 ? std::max(0.0, 1.0 - w / a) : 0.0}});
+        {"exposed_wait_s", w}, {"peer_skew_s", median(skew)},
+        {"done_before_backward_end", median(early)}, {"hidden_fraction", R > 1 && a > 0 ? std::max(0.0, 1.0 - w / a) : 0.0}});
 }
 
 }  // namespace

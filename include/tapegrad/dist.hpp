@@ -111,6 +111,9 @@ class DataParallel {
   // When that wait began (the last gradient was ready), steady_clock seconds: on one machine the ranks'
   // differences tell how much of the wait was a peer still computing rather than communication.
   double last_ready_time() const { return ready_time_; }
+  // The fraction of the gradient bytes whose all-reduce had finished when the walk ended (one more progress
+  // call included): the part of the communication hidden behind the computation.
+  double last_done_early() const { return done_early_; }
   int64_t gradient_bytes() const;
 
  private:
@@ -131,7 +134,7 @@ class DataParallel {
   size_t ready_count_ = 0;
   size_t next_launch_ = 0;
   double share_ = 1.0;
-  double wait_seconds_ = 0.0, ready_time_ = 0.0;
+  double wait_seconds_ = 0.0, ready_time_ = 0.0, done_early_ = 0.0;
 };
 
 }  // namespace tapegrad::dist

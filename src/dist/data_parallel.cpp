@@ -1,4 +1,5 @@
 // DataParallel: gradients averaged over the ranks in flat buckets while backward() runs (see dist.hpp).
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -152,6 +153,13 @@ void DataParallel::launch_ready_buckets() {
 // All gradients are in: wait for the sums still in flight, hand every parameter its averaged gradient.
 void DataParallel::finish() {
   const auto t0 = std::chrono::steady_clock::now();
+  int64_t early = 0, all = 0;
+  for (Bucket& b : buckets_) {
+    const int64_t bytes = b.flat.numel() * static_cast<int64_t>(size_of(b.flat.dtype()));
+    all += bytes;
+    if (transport::done(b.request)) early += bytes;
+  }
+  done_early_ = static_cast<double>(early) / static_cast<double>(std::max<int64_t>(all, 1));
   for (Bucket& b : buckets_) transport::wait(b.request);
   wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ready_time_ = std::chrono::duration<double>(t0.time_since_epoch()).count();

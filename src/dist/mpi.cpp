@@ -129,6 +129,12 @@ void wait(int request) {
     g_requests.clear();
 }
 
+bool done(int request) {
+  int flag = 0;
+  MPI_Test(&g_requests.at(static_cast<size_t>(request)), &flag, MPI_STATUS_IGNORE);
+  return flag != 0;
+}
+
 void abort(int code) {
   if (g_mpi && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 }

@@ -26,6 +26,7 @@ void broadcast(void* data, int64_t count, DType dtype, int root);
 int start_sum(void* data, int64_t count, DType dtype);
 void progress();
 void wait(int request);
+bool done(int request);  // finished (moves it on first)
 void abort(int code);
 
 }  // namespace tapegrad::dist::transport
