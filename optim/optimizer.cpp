@@ -48,6 +48,8 @@ size_t Optimizer::add_group(std::vector<Tensor> params, double lr, std::string n
   check_nonnegative("lr", lr);
   const size_t g = groups_.size();
   if (name.empty()) name = std::to_string(g);
+  TG_CHECK(name.find_first_of(";:,=") == std::string::npos, name_, ": invalid group name '", name,
+           "' (accepted: none of the characters ;:,=)");
   for (const Group& other : groups_)
     TG_CHECK(other.name != name, name_, ": two parameter groups are named '", name, "'");
   std::set<uint64_t> seen;
@@ -113,6 +115,15 @@ void Optimizer::set_lr(size_t group, double lr) {
 const std::string& Optimizer::group_name(size_t group) const {
   check_group(group, "group_name");
   return groups_[group].name;
+}
+
+void Optimizer::set_group_name(size_t group, std::string name) {
+  check_group(group, "set_group_name");
+  TG_CHECK(!name.empty() && name.find_first_of(";:,=") == std::string::npos, name_, ": invalid group name '", name,
+           "' (accepted: not empty, none of the characters ;:,=)");
+  for (size_t g = 0; g < groups_.size(); ++g)
+    TG_CHECK(g == group || groups_[g].name != name, name_, ": two parameter groups are named '", name, "'");
+  groups_[group].name = std::move(name);
 }
 
 const std::vector<size_t>& Optimizer::group_params(size_t group) const {

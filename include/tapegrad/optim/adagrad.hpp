@@ -10,7 +10,8 @@
 //     p_t  = p_{t-1} - lr_t * d_t / (sqrt(s_t) + eps)         (eps outside the square root)
 //
 // Defaults lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10; all
-// must be >= 0. State per parameter: "sum". Every option, and lr, may differ between parameter groups.
+// must be >= 0. State per parameter: "sum". Every option, and lr, may differ between parameter groups
+// (torch 1.13 differs in one: it fills every group's sum with the constructor's initial_accumulator_value).
 #pragma once
 
 #include "tapegrad/optim/optimizer.hpp"

@@ -73,6 +73,7 @@ class Optimizer {
   const std::vector<Tensor>& params() const { return params_; }
   size_t num_groups() const { return groups_.size(); }
   const std::string& group_name(size_t group) const;  // "0", "1", ... unless named (optim::make)
+  void set_group_name(size_t group, std::string name);  // unique, not empty, none of the characters ;:,=
   const std::vector<size_t>& group_params(size_t group) const;  // indices into params()
   size_t group_of(size_t i) const;
   // Steps taken by parameter i (its state's "step"); steps() is the largest over all parameters.
