@@ -377,34 +377,91 @@ TEST_CASE("make: names, keys, defaults, describe round trip") {
   }
 }
 
-TEST_CASE("schedulers give torch's lrs (chainable form)") {
+namespace {
+
+// A scheduler of the golden file's kind over opt.
+std::unique_ptr<optim::Scheduler> scheduler_of(const json& c, optim::Optimizer& opt) {
+  const std::string kind = c.at("scheduler");
+  const json& a = c.at("args");
+  if (kind == "StepLR") return std::make_unique<optim::StepLR>(opt, a.at("step_size").get<int64_t>(), a.at("gamma").get<double>());
+  if (kind == "MultiStepLR")
+    return std::make_unique<optim::MultiStepLR>(opt, a.at("milestones").get<std::vector<int64_t>>(), a.at("gamma").get<double>());
+  if (kind == "CosineAnnealingLR")
+    return std::make_unique<optim::CosineAnnealingLR>(opt, a.at("T_max").get<int64_t>(), a.value("eta_min", 0.0));
+  if (kind == "LinearLR")
+    return std::make_unique<optim::LinearLR>(opt, a.at("start_factor").get<double>(), a.at("end_factor").get<double>(),
+                                             a.at("total_iters").get<int64_t>());
+  REQUIRE(kind == "ReduceLROnPlateau");
+  optim::PlateauOptions o;
+  o.maximize = a.at("mode") == "max";
+  o.factor = a.at("factor");
+  o.patience = a.at("patience");
+  o.threshold = a.at("threshold");
+  o.relative = a.value("threshold_mode", std::string("rel")) == "rel";
+  o.cooldown = a.value("cooldown", int64_t{0});
+  if (a.contains("min_lr")) o.min_lr = a.at("min_lr").get<std::vector<double>>();
+  return std::make_unique<optim::ReduceLROnPlateau>(opt, o);
+}
+
+void step_scheduler(optim::Scheduler& s, const json& c, size_t epoch) {
+  if (auto* p = dynamic_cast<optim::ReduceLROnPlateau*>(&s)) return p->step(c.at("metrics")[epoch].get<double>());
+  dynamic_cast<optim::EpochScheduler&>(s).step();
+}
+
+}  // namespace
+
+TEST_CASE("schedulers give torch's lrs for two parameter groups, bit for bit, and resume from state_dict") {
+  int ran = 0;
+  for (const json& c : golden().at("schedulers")) {
+    const std::string label = c.at("name");
+    CAPTURE(label);
+    auto ps = some_params();
+    optim::SGD sgd({ps[0]}, c.at("initial_lrs")[0].get<double>());
+    sgd.add_param_group({ps[1]}, c.at("initial_lrs")[1].get<double>(), {});
+    auto sched = scheduler_of(c, sgd);
+    const json& lrs = c.at("lrs");
+    const size_t half = lrs.size() / 2;
+    TensorDict saved_sched, saved_opt;
+    for (size_t e = 0; e < lrs.size(); ++e) {
+      for (size_t g = 0; g < 2; ++g)
+        CHECK_MESSAGE(sgd.lr(g) == lrs[e][g].get<double>(), label, " epoch ", e, " group ", g, ": ", sgd.lr(g),
+                      ", torch ", lrs[e][g].get<double>());
+      CHECK(sched->last_epoch() == static_cast<int64_t>(e));
+      if (e == half) {
+        saved_sched = sched->state_dict();
+        saved_opt = sgd.state_dict();
+      }
+      step_scheduler(*sched, c, e);
+    }
+    // Resume at epoch `half`: a new optimizer and scheduler, loaded, give the rest of the sequence.
+    auto qs = some_params();
+    optim::SGD sgd2({qs[0]}, c.at("initial_lrs")[0].get<double>());
+    sgd2.add_param_group({qs[1]}, c.at("initial_lrs")[1].get<double>(), {});
+    auto sched2 = scheduler_of(c, sgd2);
+    sgd2.load_state_dict(saved_opt);
+    sched2->load_state_dict(saved_sched);
+    for (size_t e = half; e < lrs.size(); ++e) {
+      for (size_t g = 0; g < 2; ++g)
+        CHECK_MESSAGE(sgd2.lr(g) == lrs[e][g].get<double>(), label, " resumed, epoch ", e, " group ", g);
+      step_scheduler(*sched2, c, e);
+    }
+    ++ran;
+  }
+  CHECK(ran == 8);
+
   auto ps = some_params();
-  // torch 1.13: SGD(lr=0.1) + StepLR(step_size=3, gamma=0.1); the lr of epochs 0..11.
-  const std::vector<double> step_ref = {0.10000000000000001,    0.10000000000000001,    0.10000000000000001,
-                                        0.010000000000000002,   0.010000000000000002,   0.010000000000000002,
-                                        0.0010000000000000002,  0.0010000000000000002,  0.0010000000000000002,
-                                        0.00010000000000000003, 0.00010000000000000003, 0.00010000000000000003};
   optim::SGD sgd(ps, 0.1);
-  optim::StepLR step_lr(sgd, 3, 0.1);
-  for (int e = 0; e < 12; ++e) {
-    CHECK_MESSAGE(sgd.lr() == step_ref[e], "StepLR epoch ", e, ": ", sgd.lr());
-    CHECK(step_lr.last_epoch() == e);
-    step_lr.step();
-  }
-  // torch 1.13: SGD(lr=0.3) + MultiStepLR(milestones=[2, 5, 5, 9], gamma=0.5).
-  const std::vector<double> multi_ref = {0.29999999999999999,  0.29999999999999999,  0.14999999999999999,
-                                         0.14999999999999999,  0.14999999999999999,  0.037499999999999999,
-                                         0.037499999999999999, 0.037499999999999999, 0.037499999999999999,
-                                         0.018749999999999999, 0.018749999999999999, 0.018749999999999999};
-  optim::SGD sgd2(ps, 0.3);
-  optim::MultiStepLR multi(sgd2, {2, 5, 5, 9}, 0.5);
-  for (int e = 0; e < 12; ++e) {
-    CHECK_MESSAGE(sgd2.lr() == multi_ref[e], "MultiStepLR epoch ", e, ": ", sgd2.lr());
-    multi.step();
-  }
-  CHECK(sgd2.initial_lr() == 0.3);
   CHECK(contains(error_of([&] { optim::StepLR(sgd, 0); }), "step_size"));
   CHECK(contains(error_of([&] { optim::MultiStepLR(sgd, {3, -1}); }), "milestone"));
+  CHECK(contains(error_of([&] { optim::CosineAnnealingLR(sgd, 0); }), "T_max"));
+  CHECK(contains(error_of([&] { optim::LinearLR(sgd, 0.0); }), "start_factor"));
+  CHECK(contains(error_of([&] { optim::ReduceLROnPlateau(sgd, {.min_lr = {0.1, 0.2}}); }), "one per group"));
+  optim::StepLR step(sgd, 3);
+  TensorDict bad = step.state_dict();
+  bad["best"] = scalar(1.0, DType::F64);
+  CHECK(contains(error_of([&] { step.load_state_dict(bad); }), "unexpected key 'best'"));
+  CHECK(contains(error_of([&] { step.load_state_dict({}); }), "missing key 'last_epoch'"));
+  CHECK(contains(error_of([&] { step.set_last_epoch(-1); }), "set_last_epoch"));
 }
 
 namespace {

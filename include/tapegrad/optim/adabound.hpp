@@ -50,7 +50,10 @@ class AdaBound : public Optimizer {
   explicit AdaBound(std::vector<Tensor> params, double lr = 1e-3, AdaBoundOptions options = {});
   // Another parameter group with its own lr (its lr_0) and options (name: "" gives its index).
   void add_param_group(std::vector<Tensor> params, double lr, AdaBoundOptions options, std::string name = "");
-  const AdaBoundOptions& options(size_t group = 0) const { return options_.at(group); }
+  const AdaBoundOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   Tensor effective_lr(size_t i) const override;  // the clipped rate
   bool decoupled_weight_decay() const { return decoupled_; }

@@ -30,7 +30,10 @@ class Adagrad : public Optimizer {
   explicit Adagrad(std::vector<Tensor> params, double lr = 1e-2, AdagradOptions options = {});
   // Another parameter group with its own lr and options (name: "" gives its index).
   void add_param_group(std::vector<Tensor> params, double lr, AdagradOptions options, std::string name = "");
-  const AdagradOptions& options(size_t group = 0) const { return options_.at(group); }
+  const AdagradOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   Tensor effective_lr(size_t i) const override;
 

@@ -47,7 +47,10 @@ class Adam : public Optimizer {
   explicit Adam(std::vector<Tensor> params, double lr = 1e-3, AdamOptions options = {});
   // Another parameter group with its own lr and options (name: "" gives its index).
   void add_param_group(std::vector<Tensor> params, double lr, AdamOptions options, std::string name = "");
-  const AdamOptions& options(size_t group = 0) const { return options_.at(group); }
+  const AdamOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   // lr / (1 - beta1^t) / (sqrt(v) / sqrt(1 - beta2^t) + eps) per element (AMSGrad: vmax for v).
   Tensor effective_lr(size_t i) const override;

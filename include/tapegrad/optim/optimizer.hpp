@@ -129,6 +129,8 @@ class Optimizer {
   // the key, the value and the accepted range.
   void check_range(const char* key, double value, double lo, bool lo_open, double hi, bool hi_open) const;
   void check_nonnegative(const char* key, double value) const;
+  // Throws Error naming the optimizer, `what` and the number of groups unless group < num_groups().
+  void check_group(size_t group, const char* what) const;
 
   std::string name_;
 
@@ -138,7 +140,6 @@ class Optimizer {
     std::vector<size_t> params;  // indices into params_
     double lr = 0, initial_lr = 0;
   };
-  void check_group(size_t group, const char* what) const;
 
   std::vector<Tensor> params_;
   std::vector<size_t> group_of_;

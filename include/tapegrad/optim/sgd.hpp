@@ -33,7 +33,10 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, double lr, SGDOptions options = {});
   // Another parameter group with its own lr and options (name: "" gives its index).
   void add_param_group(std::vector<Tensor> params, double lr, SGDOptions options, std::string name = "");
-  const SGDOptions& options(size_t group = 0) const { return options_.at(group); }
+  const SGDOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
 
  protected:
   void init_state(size_t i, const Tensor& p) override;
