@@ -271,21 +271,21 @@ void Optimizer::load_state_dict(const TensorDict& dict) {
 
   // Validate every key before changing anything.
   std::vector<int64_t> steps(params_.size(), 0);
+  for (const auto& [key, t] : dict) {  // the grouping first: its error says the most
+    if (key.rfind("group", 0) != 0) continue;
+    size_t g = 0;
+    const char* b = key.data() + 5;
+    const char* e = key.data() + key.size();
+    auto res = std::from_chars(b, e, g);
+    const std::string rest = res.ec == std::errc() ? std::string(res.ptr, e) : "";
+    TG_CHECK(res.ec == std::errc() && (rest == ".lr" || rest == ".initial_lr" || rest == ".params"), who,
+             ": unexpected key '", key, "' (expected group<g>.lr, .initial_lr or .params)");
+    TG_CHECK(g >= 1 && g < groups_.size(), who, ": key '", key, "' names parameter group ", g,
+             " but this optimizer has ", groups_.size(), groups_.size() == 1 ? " group" : " groups",
+             " (group 0's lr is saved as 'lr')");
+  }
   for (const auto& [key, t] : dict) {
-    if (key == "lr" || key == "initial_lr") continue;
-    if (key.rfind("group", 0) == 0) {
-      size_t g = 0;
-      const char* b = key.data() + 5;
-      const char* e = key.data() + key.size();
-      auto res = std::from_chars(b, e, g);
-      const std::string rest = res.ec == std::errc() ? std::string(res.ptr, e) : "";
-      TG_CHECK(res.ec == std::errc() && (rest == ".lr" || rest == ".initial_lr" || rest == ".params"), who,
-               ": unexpected key '", key, "' (expected group<g>.lr, .initial_lr or .params)");
-      TG_CHECK(g >= 1 && g < groups_.size(), who, ": key '", key, "' names parameter group ", g,
-               " but this optimizer has ", groups_.size(), groups_.size() == 1 ? " group" : " groups",
-               " (group 0's lr is saved as 'lr')");
-      continue;
-    }
+    if (key == "lr" || key == "initial_lr" || key.rfind("group", 0) == 0) continue;
     size_t i = 0;
     std::string rest;
     TG_CHECK(split_key(key, i, rest), who, ": unexpected key '", key,

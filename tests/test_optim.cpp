@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tapegrad/io.hpp"
+#include "tapegrad/nn/layers.hpp"
 #include "tapegrad/ops.hpp"
 #include "tapegrad/optim.hpp"
 
@@ -789,4 +790,117 @@ TEST_CASE("effective_lr: the per-element rate of every adaptive optimizer is the
   p.set_grad(ones({2}, DType::F64));
   sgd->step();
   CHECK_FALSE(sgd->effective_lr(0).defined());  // no adaptive rate
+}
+
+TEST_CASE("parameter groups: add_param_group, spec sections, describe, state_dict, telemetry") {
+  // The typed API and the spec string build the same optimizer: the same trajectory bit for bit.
+  auto a = some_params(DType::F64), b = fresh_copy(a);
+  optim::AdaBound typed({a[0]}, 0.01, {.final_lr = 0.1, .weight_decay = 5e-4});
+  typed.add_param_group({a[1]}, 0.02, {.final_lr = 0.05, .gamma = 0.1, .amsbound = true}, "bias");
+  auto spec = optim::make("adabound:lr=0.01,final_lr=0.1,weight_decay=5e-4; bias: lr=0.02,final_lr=0.05,gamma=0.1,"
+                          "weight_decay=0,amsbound=true",
+                          {{"weight", {b[0]}}, {"bias", {b[1]}}});
+  CHECK(typed.describe() == "adabound:lr=0.01,betas=0.9/0.999,final_lr=0.1,gamma=0.001,eps=1e-08,weight_decay=0.0005,"
+                            "amsbound=false;bias:lr=0.02,betas=0.9/0.999,final_lr=0.05,gamma=0.1,eps=1e-08,"
+                            "weight_decay=0,amsbound=true");
+  CHECK(spec->group_name(0) == "weight");
+  CHECK(spec->describe().substr(spec->describe().find(';')) == typed.describe().substr(typed.describe().find(';')));
+  CHECK(optim::make(spec->describe(), {{"weight", {b[0]}}, {"bias", {b[1]}}})->describe() == spec->describe());
+  for (int t = 1; t <= 5; ++t) {
+    if (t == 3) {
+      typed.set_lr(1, 0.01);  // a scheduled lr scales that group's final_lr only
+      spec->set_lr(1, 0.01);
+    }
+    set_grads(a, t);
+    set_grads(b, t);
+    typed.step();
+    spec->step();
+  }
+  for (size_t k = 0; k < a.size(); ++k) CHECK(bitwise_equal(a[k], b[k]));
+  CHECK(typed.num_groups() == 2);
+  CHECK(typed.lr(0) == 0.01);
+  CHECK(typed.initial_lr(1) == 0.02);
+  CHECK(typed.group_of(1) == 1);
+
+  // state_dict: group 0's lr as before, the other groups' under group<g>.*; per-group state names.
+  const TensorDict d = typed.state_dict();
+  CHECK(d.at("group1.lr").item() == 0.01);
+  CHECK(d.at("group1.initial_lr").item() == 0.02);
+  CHECK(d.count("1.max_exp_avg_sq") == 1);
+  CHECK(d.count("0.max_exp_avg_sq") == 0);
+  auto c = fresh_copy(a);
+  optim::AdaBound other({c[0]}, 0.01, {.final_lr = 0.1, .weight_decay = 5e-4});
+  other.add_param_group({c[1]}, 0.02, {.final_lr = 0.05, .gamma = 0.1, .amsbound = true});
+  other.load_state_dict(d);
+  CHECK(other.lr(1) == 0.01);
+  optim::AdaBound one_group(fresh_copy(a), 0.01);
+  CHECK(contains(error_of([&] { one_group.load_state_dict(d); }), "names parameter group 1"));
+
+  // Telemetry and effective_lr use each parameter's group.
+  const auto stats = typed.lr_telemetry();
+  REQUIRE(stats.size() == 2);
+  CHECK(stats[1].group == 1);
+  CHECK(typed.steps(1) == 4);  // no gradient at step 2
+  CHECK(stats[1].upper_bound == doctest::Approx(0.05 * 0.01 / 0.02 * (1 + 1 / (0.1 * 4))));
+
+  // Misuse.
+  CHECK(contains(error_of([&] { typed.lr(2); }), "parameter group 2 out of range (2 groups)"));
+  CHECK(contains(error_of([&] { typed.options(7); }), "out of range"));
+  CHECK(contains(error_of([&] { typed.steps(9); }), "parameter 9 out of range"));
+  CHECK(contains(error_of([&] { typed.add_param_group({a[0]}, 0.01, {}); }), "appears twice"));
+  CHECK(contains(error_of([&] { typed.add_param_group(some_params(), 0.01, {}, "bias"); }), "named 'bias'"));
+  CHECK(contains(error_of([&] { optim::make("adam; nosuch: lr=1", {{"a", {c[0]}}}); }), "names the parameter group 'nosuch'"));
+  CHECK(contains(error_of([&] { optim::make("adam; b: lr=1; b: eps=0", {{"a", {c[0]}}, {"b", {c[1]}}}); }),
+                 "two sections"));
+  CHECK(contains(error_of([&] { optim::make("adam:betas=0.9,0.999", c); }), "did you mean betas=0.9/0.999?"));
+}
+
+TEST_CASE("checkpoints hold several optimizers and schedulers, and resume them exactly") {
+  auto run = [](nn::Linear& model, optim::Adam& adam, optim::SGD& sgd, optim::LinearLR& warm, optim::StepLR& decay,
+                int from, int to) {
+    for (int t = from; t <= to; ++t) {
+      Tensor x = full({4, 3}, 0.1 * t, DType::F64);
+      adam.zero_grad();
+      sgd.zero_grad();
+      sum(mul(model(x), model(x))).backward();
+      adam.step();
+      sgd.step();
+      warm.step();
+      decay.step();
+    }
+  };
+  Generator gen(5);
+  nn::Linear model(3, 2, true, gen, DType::F64);
+  optim::Adam adam({model.weight}, 0.01);
+  optim::SGD sgd({model.bias}, 0.1, {.momentum = 0.9});
+  optim::LinearLR warm(adam, 0.5, 1.0, 4);
+  optim::StepLR decay(sgd, 2, 0.5);
+  run(model, adam, sgd, warm, decay, 1, 3);
+  const std::string path = "test_optim_checkpoint.safetensors";
+  save_checkpoint(path, model, {{&adam, &sgd}, {&warm, &decay}}, {{"epoch", "3"}});
+  run(model, adam, sgd, warm, decay, 4, 6);
+
+  Generator gen2(9);
+  nn::Linear model2(3, 2, true, gen2, DType::F64);
+  optim::Adam adam2({model2.weight}, 0.01);
+  optim::SGD sgd2({model2.bias}, 0.1, {.momentum = 0.9});
+  optim::LinearLR warm2(adam2, 0.5, 1.0, 4);
+  optim::StepLR decay2(sgd2, 2, 0.5);
+  // Too few schedulers: refused, and nothing changes.
+  const auto before = model2.weight.to_vector<double>();
+  CHECK(contains(error_of([&] { load_checkpoint(path, model2, {{&adam2, &sgd2}, {&warm2}}); }), "belongs to scheduler 1"));
+  CHECK(contains(error_of([&] { load_checkpoint(path, model2, {{&sgd2, &adam2}, {&warm2, &decay2}}); }),
+                 "nothing was loaded"));
+  CHECK(model2.weight.to_vector<double>() == before);
+  CHECK(adam2.steps() == 0);
+  CHECK(warm2.last_epoch() == 0);
+  const Metadata meta = load_checkpoint(path, model2, {{&adam2, &sgd2}, {&warm2, &decay2}});
+  std::remove(path.c_str());
+  CHECK(meta.at("epoch") == "3");
+  CHECK(warm2.last_epoch() == 3);
+  run(model2, adam2, sgd2, warm2, decay2, 4, 6);
+  CHECK(bitwise_equal(model2.weight, model.weight));
+  CHECK(bitwise_equal(model2.bias, model.bias));
+  CHECK(adam2.lr() == adam.lr());
+  CHECK(sgd2.lr() == sgd.lr());
 }
