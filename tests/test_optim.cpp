@@ -18,6 +18,8 @@
 #include "tapegrad/ops.hpp"
 #include "tapegrad/optim.hpp"
 
+#include "../examples/custom_optimizer.hpp"
+
 using namespace tapegrad;
 using nlohmann::json;
 
@@ -87,6 +89,14 @@ void set_lrs(optim::Optimizer& opt, const json& lr) {
   for (size_t g = 0; g < lr.size(); ++g) opt.set_lr(g, lr[g].get<double>());
 }
 
+// The optimizer of a golden case over params: optim::make, or the user-side RMSprop of the example.
+std::unique_ptr<optim::Optimizer> optimizer_of(const json& config, const std::vector<Tensor>& params) {
+  if (config.at("optimizer") != "rmsprop") return optim::make(spec_of(config), params);
+  const json& h = config.at("hparams");
+  return std::make_unique<RMSprop>(params, h.at("lr").get<double>(),
+                                   RMSpropOptions{h.value("alpha", 0.99), h.value("eps", 1e-8), h.value("weight_decay", 0.0)});
+}
+
 bool close(double x, double ref, double atol, double rtol) { return std::abs(x - ref) <= atol + rtol * std::abs(ref); }
 
 // Runs one golden case; returns "" when every value is within the README's tolerances, else the first
@@ -107,7 +117,7 @@ std::string run_case(const json& c) {
   if (kind == "scripted" || kind == "quadratic") {
     const int64_t dim = problem.at("dim");
     Tensor p = param_from(problem.at("p0"), {dim}, dtype);
-    auto opt = optim::make(spec_of(config), {p});
+    auto opt = optimizer_of(config, {p});
     const std::vector<double> a = kind == "quadratic" ? flat(problem.at("a")) : std::vector<double>{};
     const std::vector<double> cc = kind == "quadratic" ? flat(problem.at("c")) : std::vector<double>{};
     for (int64_t t = 1; t <= steps; ++t) {
@@ -156,7 +166,7 @@ std::string run_case(const json& c) {
     }
     opt = optim::make(spec_of(config), groups);
   } else {
-    opt = optim::make(spec_of(config), {W1, b1, W2, b2});
+    opt = optimizer_of(config, {W1, b1, W2, b2});
   }
   const std::vector<double> ref_loss = flat(c.at("loss"));
   for (int64_t t = 1; t <= steps; ++t) {
@@ -903,4 +913,30 @@ TEST_CASE("checkpoints hold several optimizers and schedulers, and resume them e
   CHECK(bitwise_equal(model2.bias, model.bias));
   CHECK(adam2.lr() == adam.lr());
   CHECK(sgd2.lr() == sgd.lr());
+}
+
+TEST_CASE("a user-side optimizer (examples/custom_optimizer.hpp: RMSprop) against torch.optim.RMSprop") {
+  int ran = 0;
+  for (const auto& c : golden().at("cases")) {
+    if (c.at("config").at("optimizer") != "rmsprop") continue;
+    const std::string label = c.at("problem").get<std::string>() + "/" + c.at("dtype").get<std::string>() + "/" +
+                              c.at("config").at("name").get<std::string>();
+    std::string err;
+    try {
+      err = run_case(c);
+    } catch (const std::exception& e) {
+      err = std::string("threw: ") + e.what();
+    }
+    CHECK_MESSAGE(err.empty(), label, ": ", err);
+    ++ran;
+  }
+  CHECK(ran == 14);  // rmsprop and rmsprop_wd on three problems, rmsprop_alpha_wd on the scripted one; f64 and f32
+  // The base class gives it state_dict, resume and describe.
+  auto ps = some_params(DType::F64);
+  RMSprop opt(ps, 0.01, {.alpha = 0.9});
+  set_grads(ps, 1);
+  opt.step();
+  CHECK(opt.describe() == "rmsprop:lr=0.01,alpha=0.9,eps=1e-08,weight_decay=0");
+  CHECK(opt.state_dict().count("1.square_avg") == 1);
+  CHECK(contains(error_of([&] { RMSprop(ps, 0.01, {.alpha = 1.5}); }), "alpha"));
 }

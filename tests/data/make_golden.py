@@ -126,12 +126,17 @@ SINGLE = [
      {}),
     # A user-side optimizer (examples/custom_optimizer.hpp), against torch.optim.RMSprop.
     ("rmsprop", "rmsprop", {"lr": 0.01}, {}),
-    ("rmsprop_alpha_wd", "rmsprop", {"lr": 0.01, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.01}, {}),
+    ("rmsprop_wd", "rmsprop", {"lr": 0.01, "eps": 1e-6, "weight_decay": 0.01}, {}),
+    ("rmsprop_alpha_wd", "rmsprop", {"lr": 0.01, "alpha": 0.9, "weight_decay": 0.01}, {}),
 ]
 
 # f32 cases left out: the reference's own f32 rounding error (against its f64 run) exceeds the f32 tolerance.
 # scripted adaboundw_schedule: p[3] crosses zero near step 86, where torch f32 - torch f64 = 1.5e-6 > 1e-6.
-ILL_CONDITIONED = {("scripted", "f32", "adaboundw_schedule")}
+# rmsprop_alpha_wd on the quadratic and the mlp: with alpha < 0.99 the steps are nearly lr * sign(g) and the
+# trajectory amplifies rounding (torch f32 and f64 part by 3 %; an f64 run with another order of the same
+# operations by 10 %); the scripted problem has no feedback and keeps it.
+ILL_CONDITIONED = {("scripted", "f32", "adaboundw_schedule")} | {
+    (problem, dtype, "rmsprop_alpha_wd") for problem in ("quadratic", "mlp") for dtype in ("f64", "f32")}
 
 # Two parameter groups of the mlp problem: the weights and the biases (the usual recipe: the biases without
 # weight decay), each overriding the case's hyperparameters; a schedule sets each group's lr.
@@ -217,7 +222,7 @@ def main():
     torch.set_num_threads(1)
     old = json.load(open(args.out))
     problems = old["problems"]
-    previous = {(c["problem"], c["dtype"], c["config"]["name"]): c for c in old["cases"]}
+    previous = {(c["problem"], c["dtype"], json.dumps(c["config"], sort_keys=True)): c for c in old["cases"]}
 
     cases = []
     for problem in ("scripted", "quadratic", "mlp"):
@@ -236,12 +241,13 @@ def main():
             cases.append(dict({"problem": "mlp", "dtype": dtype, "config": config},
                               **run_case(adabound, problems["mlp"], dtype, config)))
 
-    # The cases of the previous file must come out the same.
-    worst = 0.0
+    # The cases of the previous file (same problem, dtype and config) must come out the same.
+    worst, same = 0.0, 0
     for c in cases:
-        prev = previous.get((c["problem"], c["dtype"], c["config"]["name"]))
+        prev = previous.get((c["problem"], c["dtype"], json.dumps(c["config"], sort_keys=True)))
         if prev is None:
             continue
+        same += 1
         for key in ("params", "loss", "final_params"):
             if key not in prev:
                 continue
@@ -250,7 +256,7 @@ def main():
                     sys.exit(f"{c['problem']}/{c['dtype']}/{c['config']['name']}: {key} {x!r} != {ref!r}")
                 if c["dtype"] == "f64":
                     worst = max(worst, abs(x - ref) / max(abs(ref), 1e-300))
-    print(f"{len(previous)} previous cases reproduced (f64: largest relative difference {worst:.3g})", file=sys.stderr)
+    print(f"{same} previous cases reproduced (f64: largest relative difference {worst:.3g})", file=sys.stderr)
 
     out = {"generator": f"PyTorch {torch.__version__} torch.optim + official AdaBound (Luolc/AdaBound adabound.py); "
                         "tests/data/make_golden.py",
