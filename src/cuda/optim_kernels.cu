@@ -1,17 +1,18 @@
 // CUDA twins of the optimizer kernels (contracts at the end of src/kernels.inc): a multi-tensor apply.
 //
-// The host cuts every tensor of the list into chunks of at most kChunk elements and writes one row per chunk
-// (its pointers, already offset, and its length) into a table in device memory; one launch then runs one
-// block per chunk, each block striding over its chunk. So one optimizer step of a group is one table upload
-// and one launch, whatever the number of parameters. The per-element code is the CPU twin's, operation for
-// operation (the same rounding of each scalar to T once, the same order), so f64 results agree with the CPU.
+// The host writes one row per tensor (its five pointers, its length and its first block) into a table that
+// travels as the kernel's argument (up to 32 KiB on sm_70+ with CUDA >= 12.1: kMaxTensors rows), so one
+// optimizer step of a group is one launch for up to kMaxTensors tensors of any size (more tensors: one
+// launch per kMaxTensors), with no upload, no allocation and no host synchronisation. Each block finds its
+// tensor by binary search over the first blocks and strides over one chunk of kChunk elements of it. The
+// per-element code is the CPU twin's, operation for operation (each scalar rounded to T once, on the host,
+// the same order), so results agree with the CPU (bit for bit when compiled with --fmad=false, as the CPU
+// baseline has no FMA; with FMA contraction within the golden tolerances).
 //
-// Streams: everything is queued on the default stream; the table buffer is reused by the next call only
-// after this call's kernel (stream order), and the upload from pageable host memory returns once the
-// source is staged, so the host vector may go away. The table buffer is grown with cudaMalloc and kept
-// (a few bytes per chunk); a caching device allocator can replace it without changing the interface.
+// Streams: launches go to the default stream (the backend's current stream once it has one).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -36,9 +37,9 @@ void check_cuda(cudaError_t e, const char* op) {
   TG_CHECK(e == cudaSuccess, op, ": CUDA error ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
 }
 
-// One chunk: up to five tensors' pointers at the chunk's first element, and its length.
+// One tensor of the list: up to five pointers (p, g, three states) and its length.
 template <class T>
-struct Chunk {
+struct Row {
   T* p;
   const T* g;
   T* s0;  // momentum buffer / sum / exp_avg
@@ -46,6 +47,32 @@ struct Chunk {
   T* s2;  // max_exp_avg_sq, or nullptr
   int64_t n;
 };
+
+constexpr int kMaxTensors = 560;  // 560 * (48 + 4) bytes + the scalars < 32 KiB of kernel arguments
+
+// The table of one launch: rows, and the first block of each (first[count] = the grid size).
+template <class T>
+struct Table {
+  Row<T> row[kMaxTensors];
+  int32_t first[kMaxTensors + 1];
+  int32_t count;
+};
+
+// The row of block b and the [begin, end) of its chunk.
+template <class T>
+__device__ inline const Row<T>& locate(const Table<T>& t, int64_t& begin, int64_t& end) {
+  const int32_t b = static_cast<int32_t>(blockIdx.x);
+  int32_t lo = 0, hi = t.count - 1;  // the last row whose first block <= b
+  while (lo < hi) {
+    const int32_t mid = (lo + hi + 1) / 2;
+    if (t.first[mid] <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  const Row<T>& r = t.row[lo];
+  begin = static_cast<int64_t>(b - t.first[lo]) * kChunk;
+  end = begin + kChunk < r.n ? begin + kChunk : r.n;
+  return r;
+}
 
 // torch.maximum: NaN when either is NaN (the CPU twin's max_nan).
 template <class T>
@@ -58,40 +85,36 @@ __device__ inline T sqrt_t(T x) {
   return sqrt(x);
 }
 
-// The device table, grown as needed and kept.
-void* table_buffer(size_t bytes) {
-  static void* buffer = nullptr;
-  static size_t capacity = 0;
-  if (bytes > capacity) {
-    if (buffer) check_cuda(cudaFree(buffer), "optimizer table");
-    check_cuda(cudaMalloc(&buffer, bytes), "optimizer table");
-    capacity = bytes;
-  }
-  return buffer;
-}
-
-// Cuts the tensors into chunks, uploads the table, launches kernel<<<chunks, kThreads>>>(table, scalars).
+// Fills tables of up to kMaxTensors rows and launches kernel<<<blocks, kThreads>>>(table, scalars) for each.
 template <class T, class Kernel, class Scalars>
 void apply(const char* op, std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>* s0,
            std::vector<Tensor>* s1, std::vector<Tensor>* s2, Kernel kernel, const Scalars& scalars) {
   auto at = [](std::vector<Tensor>* list, size_t k) -> T* {
     return list && !list->empty() ? static_cast<T*>((*list)[k].raw_data()) : nullptr;
   };
-  std::vector<Chunk<T>> table;
+  Table<T> table;
+  table.count = 0;
+  int64_t blocks = 0;
+  auto launch = [&] {
+    if (table.count == 0) return;
+    table.first[table.count] = static_cast<int32_t>(blocks);
+    kernel<<<static_cast<unsigned>(blocks), kThreads, 0, 0>>>(table, scalars);
+    check_cuda(cudaGetLastError(), op);
+    table.count = 0;
+    blocks = 0;
+  };
   for (size_t k = 0; k < p.size(); ++k) {
-    T* pp = static_cast<T*>(p[k].raw_data());
-    const T* gp = static_cast<const T*>(g[k].raw_data());
-    T *a = at(s0, k), *b = at(s1, k), *c = at(s2, k);
-    for (int64_t off = 0; off < p[k].numel(); off += kChunk)
-      table.push_back({pp + off, gp + off, a ? a + off : nullptr, b ? b + off : nullptr, c ? c + off : nullptr,
-                       std::min(kChunk, p[k].numel() - off)});
+    const int64_t n = p[k].numel(), chunks = (n + kChunk - 1) / kChunk;
+    if (n == 0) continue;
+    TG_CHECK(chunks < (int64_t{1} << 30), op, ": tensor ", k, " has ", n, " elements, too many for one launch");
+    if (table.count == kMaxTensors || blocks + chunks >= (int64_t{1} << 31) - 1) launch();
+    table.row[table.count] = {static_cast<T*>(p[k].raw_data()), static_cast<const T*>(g[k].raw_data()), at(s0, k),
+                              at(s1, k), at(s2, k), n};
+    table.first[table.count] = static_cast<int32_t>(blocks);
+    ++table.count;
+    blocks += chunks;
   }
-  if (table.empty()) return;
-  const size_t bytes = table.size() * sizeof(Chunk<T>);
-  auto* device_table = static_cast<Chunk<T>*>(table_buffer(bytes));
-  check_cuda(cudaMemcpyAsync(device_table, table.data(), bytes, cudaMemcpyHostToDevice, 0), op);
-  kernel<<<static_cast<unsigned>(table.size()), kThreads, 0, 0>>>(device_table, scalars);
-  check_cuda(cudaGetLastError(), op);
+  launch();
 }
 
 // The scalars rounded to T once, on the host, as the CPU twin does.
@@ -102,9 +125,10 @@ struct Sgd {
 };
 
 template <class T>
-__global__ void sgd_kernel(const Chunk<T>* table, Sgd<T> s) {
-  const Chunk<T> c = table[blockIdx.x];
-  for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
+__global__ void sgd_kernel(const __grid_constant__ Table<T> table, const Sgd<T> s) {
+  int64_t begin, end;
+  const Row<T>& c = locate(table, begin, end);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     T d = s.has_wd ? c.g[i] + s.wd * c.p[i] : c.g[i];
     if (s.momentum) {
       const T b = s.first_step ? d : c.s0[i] * s.mom + s.one_m_damp * d;
@@ -122,9 +146,10 @@ struct Adagrad {
 };
 
 template <class T>
-__global__ void adagrad_kernel(const Chunk<T>* table, Adagrad<T> s) {
-  const Chunk<T> c = table[blockIdx.x];
-  for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
+__global__ void adagrad_kernel(const __grid_constant__ Table<T> table, const Adagrad<T> s) {
+  int64_t begin, end;
+  const Row<T>& c = locate(table, begin, end);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const T d = s.has_wd ? c.g[i] + s.wd * c.p[i] : c.g[i];
     const T acc = c.s0[i] + d * d;
     c.s0[i] = acc;
@@ -139,9 +164,10 @@ struct Adam {
 };
 
 template <class T>
-__global__ void adam_kernel(const Chunk<T>* table, Adam<T> s) {
-  const Chunk<T> c = table[blockIdx.x];
-  for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
+__global__ void adam_kernel(const __grid_constant__ Table<T> table, const Adam<T> s) {
+  int64_t begin, end;
+  const Row<T>& c = locate(table, begin, end);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const T p0 = s.decoupled_wd ? c.p[i] * s.decay : c.p[i];
     const T d = s.coupled_wd ? c.g[i] + s.wd * p0 : c.g[i];
     const T mi = c.s0[i] * s.b1 + s.one_m_b1 * d;
@@ -164,9 +190,10 @@ struct AdaBound {
 };
 
 template <class T>
-__global__ void adabound_kernel(const Chunk<T>* table, AdaBound<T> s) {
-  const Chunk<T> c = table[blockIdx.x];
-  for (int64_t i = threadIdx.x; i < c.n; i += blockDim.x) {
+__global__ void adabound_kernel(const __grid_constant__ Table<T> table, const AdaBound<T> s) {
+  int64_t begin, end;
+  const Row<T>& c = locate(table, begin, end);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const T p0 = c.p[i];
     const T d = s.coupled_wd ? c.g[i] + s.wd * p0 : c.g[i];
     const T mi = c.s0[i] * s.b1 + s.one_m_b1 * d;
