@@ -56,6 +56,7 @@ class Args {
     return std::array<double, 2>{parse_number(key, trim(v->substr(0, slash)), *v),
                                  parse_number(key, trim(v->substr(slash + 1)), *v)};
   }
+  const std::string& spec() const { return spec_; }
   // After the builder took its keys: anything left is not accepted by this optimizer.
   void finish(const std::vector<std::string>& accepted) const {
     if (kv_.empty()) return;
@@ -88,22 +89,26 @@ class Args {
   std::map<std::string, std::string> kv_;
 };
 
-std::unique_ptr<Optimizer> build_sgd(Args& a, const std::vector<Tensor>& params, const std::string& name,
-                                     const std::string& spec) {
+// Each algorithm's keys: lr (nullopt: the default) and its options, from one group's keys.
+struct SgdArgs {
+  std::optional<double> lr;
   SGDOptions o;
-  if (name == "sgdm") o.momentum = 0.9;
-  auto lr = a.number("lr");
-  if (auto v = a.number("momentum")) o.momentum = *v;
-  if (auto v = a.number("dampening")) o.dampening = *v;
-  if (auto v = a.boolean("nesterov")) o.nesterov = *v;
-  if (auto v = a.number("weight_decay")) o.weight_decay = *v;
+};
+SgdArgs parse_sgd(Args& a, const std::string& name) {
+  SgdArgs r;
+  if (name == "sgdm") r.o.momentum = 0.9;
+  r.lr = a.number("lr");
+  if (auto v = a.number("momentum")) r.o.momentum = *v;
+  if (auto v = a.number("dampening")) r.o.dampening = *v;
+  if (auto v = a.boolean("nesterov")) r.o.nesterov = *v;
+  if (auto v = a.number("weight_decay")) r.o.weight_decay = *v;
   a.finish({"lr", "momentum", "dampening", "nesterov", "weight_decay"});
-  TG_CHECK(lr.has_value(), "optim::make: ", name, " needs lr (torch.optim.SGD has no default), e.g. '", name,
-           ":lr=0.1'; spec was '", spec, "'");
-  return std::make_unique<SGD>(params, *lr, o);
+  TG_CHECK(r.lr.has_value(), "optim::make: ", name, " needs lr (torch.optim.SGD has no default), e.g. '", name,
+           ":lr=0.1'; spec was '", a.spec(), "'");
+  return r;
 }
 
-std::unique_ptr<Optimizer> build_adagrad(Args& a, const std::vector<Tensor>& params) {
+std::pair<double, AdagradOptions> parse_adagrad(Args& a) {
   AdagradOptions o;
   const double lr = a.number("lr").value_or(1e-2);
   if (auto v = a.number("lr_decay")) o.lr_decay = *v;
@@ -111,12 +116,12 @@ std::unique_ptr<Optimizer> build_adagrad(Args& a, const std::vector<Tensor>& par
   if (auto v = a.number("initial_accumulator_value")) o.initial_accumulator_value = *v;
   if (auto v = a.number("eps")) o.eps = *v;
   a.finish({"lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"});
-  return std::make_unique<Adagrad>(params, lr, o);
+  return {lr, o};
 }
 
-std::unique_ptr<Optimizer> build_adam(Args& a, const std::vector<Tensor>& params, const std::string& name) {
+std::pair<double, AdamOptions> parse_adam(Args& a, const std::string& name) {
   const double lr = a.number("lr").value_or(1e-3);
-  AdamWOptions o;  // the fields of AdamOptions; weight_decay's default depends on the name
+  AdamOptions o;  // weight_decay's default depends on the name
   o.weight_decay = name == "adamw" ? 1e-2 : 0.0;
   o.amsgrad = name == "amsgrad";
   if (auto v = a.betas("betas")) o.betas = *v;
@@ -124,11 +129,10 @@ std::unique_ptr<Optimizer> build_adam(Args& a, const std::vector<Tensor>& params
   if (auto v = a.number("weight_decay")) o.weight_decay = *v;
   if (auto v = a.boolean("amsgrad")) o.amsgrad = *v;
   a.finish({"lr", "betas", "eps", "weight_decay", "amsgrad"});
-  if (name == "adamw") return std::make_unique<AdamW>(params, lr, o);
-  return std::make_unique<Adam>(params, lr, AdamOptions{o.betas, o.eps, o.weight_decay, o.amsgrad});
+  return {lr, o};
 }
 
-std::unique_ptr<Optimizer> build_adabound(Args& a, const std::vector<Tensor>& params, const std::string& name) {
+std::pair<double, AdaBoundOptions> parse_adabound(Args& a, const std::string& name) {
   const double lr = a.number("lr").value_or(1e-3);
   AdaBoundOptions o;
   o.amsbound = name == "amsbound";
@@ -139,8 +143,74 @@ std::unique_ptr<Optimizer> build_adabound(Args& a, const std::vector<Tensor>& pa
   if (auto v = a.number("weight_decay")) o.weight_decay = *v;
   if (auto v = a.boolean("amsbound")) o.amsbound = *v;
   a.finish({"lr", "betas", "final_lr", "gamma", "eps", "weight_decay", "amsbound"});
-  if (name == "adaboundw") return std::make_unique<AdaBoundW>(params, lr, o);
-  return std::make_unique<AdaBound>(params, lr, o);
+  return {lr, o};
+}
+
+// The optimizer over every group, group g's keys in args[g].
+std::unique_ptr<Optimizer> build(const std::string& name, std::vector<Args>& args,
+                                 const std::vector<ParamGroup>& groups) {
+  std::unique_ptr<Optimizer> out;
+  auto add_groups = [&](auto& opt, auto parse) {
+    for (size_t g = 1; g < groups.size(); ++g) {
+      auto [lr, o] = parse(args[g]);
+      opt.add_param_group(groups[g].params, lr, o, groups[g].name);
+    }
+  };
+  if (name == "sgd" || name == "sgdm") {
+    auto first = parse_sgd(args[0], name);
+    auto opt = std::make_unique<SGD>(groups[0].params, *first.lr, first.o);
+    add_groups(*opt, [&](Args& a) { auto r = parse_sgd(a, name); return std::make_pair(*r.lr, r.o); });
+    out = std::move(opt);
+  } else if (name == "adagrad") {
+    auto [lr, o] = parse_adagrad(args[0]);
+    auto opt = std::make_unique<Adagrad>(groups[0].params, lr, o);
+    add_groups(*opt, parse_adagrad);
+    out = std::move(opt);
+  } else if (name == "adam" || name == "amsgrad" || name == "adamw") {
+    auto [lr, o] = parse_adam(args[0], name);
+    std::unique_ptr<Adam> opt;
+    if (name == "adamw")
+      opt = std::make_unique<AdamW>(groups[0].params, lr, AdamWOptions{o.betas, o.eps, o.weight_decay, o.amsgrad});
+    else
+      opt = std::make_unique<Adam>(groups[0].params, lr, o);
+    add_groups(*opt, [&](Args& a) { return parse_adam(a, name); });
+    out = std::move(opt);
+  } else {
+    auto [lr, o] = parse_adabound(args[0], name);
+    std::unique_ptr<AdaBound> opt;
+    if (name == "adaboundw") opt = std::make_unique<AdaBoundW>(groups[0].params, lr, o);
+    else opt = std::make_unique<AdaBound>(groups[0].params, lr, o);
+    add_groups(*opt, [&](Args& a) { return parse_adabound(a, name); });
+    out = std::move(opt);
+  }
+  out->set_group_name(0, groups[0].name);
+  return out;
+}
+
+// "KEY=VALUE,KEY=VALUE" -> pairs (blank text: none). A bare number right after betas=X is the classic slip
+// "betas=0.9,0.999": the error suggests the slash.
+std::map<std::string, std::string> parse_items(const std::string& text, const std::string& spec) {
+  std::map<std::string, std::string> kv;
+  if (trim(text).empty()) return kv;
+  std::string previous_key;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string item = trim(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos && previous_key == "betas" && !item.empty() &&
+        item.find_first_not_of("0123456789.eE+-") == std::string::npos)
+      TG_FAIL("optim::make: malformed item '", item, "' in spec '", spec, "': betas is written BETA1/BETA2 (a comma ",
+              "separates items); did you mean betas=", kv.at("betas"), "/", item, "?");
+    TG_CHECK(eq != std::string::npos && !trim(item.substr(0, eq)).empty(), "optim::make: malformed item '", item,
+             "' in spec '", spec, "' (expected KEY=VALUE, items separated by commas)");
+    const std::string key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
+    TG_CHECK(kv.emplace(key, value).second, "optim::make: key '", key, "' given twice in spec '", spec, "'");
+    previous_key = key;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return kv;
 }
 
 }  // namespace
@@ -152,33 +222,48 @@ const std::vector<std::string>& optimizer_names() {
 }
 
 std::unique_ptr<Optimizer> make(const std::string& spec, const std::vector<Tensor>& params) {
-  const size_t colon = spec.find(':');
-  const std::string name = trim(spec.substr(0, colon));
+  return make(spec, std::vector<ParamGroup>{{"0", params}});
+}
+
+std::unique_ptr<Optimizer> make(const std::string& spec, const std::vector<ParamGroup>& groups) {
+  TG_CHECK(!groups.empty(), "optim::make: no parameter groups (spec '", spec, "')");
+  std::vector<std::string> group_names;
+  for (const ParamGroup& g : groups) group_names.push_back(g.name);
+
+  // Sections: the head NAME[:ITEMS], then GROUP[:ITEMS] for groups whose keys differ from the head's.
+  std::vector<std::string> sections;
+  for (size_t start = 0;;) {
+    const size_t semi = spec.find(';', start);
+    sections.push_back(spec.substr(start, semi == std::string::npos ? std::string::npos : semi - start));
+    if (semi == std::string::npos) break;
+    start = semi + 1;
+  }
+  const size_t colon = sections[0].find(':');
+  const std::string name = trim(sections[0].substr(0, colon));
   const auto& names = optimizer_names();
   TG_CHECK(std::find(names.begin(), names.end(), name) != names.end(), "optim::make: unknown optimizer '", name,
            "' in spec '", spec, "'; accepted: ", join(names));
+  const auto head = parse_items(colon == std::string::npos ? "" : sections[0].substr(colon + 1), spec);
 
-  std::map<std::string, std::string> kv;
-  if (colon != std::string::npos) {
-    const std::string rest = spec.substr(colon + 1);
-    size_t start = 0;
-    while (true) {
-      const size_t comma = rest.find(',', start);
-      const std::string item = trim(rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-      const size_t eq = item.find('=');
-      TG_CHECK(eq != std::string::npos && !trim(item.substr(0, eq)).empty(), "optim::make: malformed item '", item,
-               "' in spec '", spec, "' (expected KEY=VALUE, items separated by commas)");
-      const std::string key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
-      TG_CHECK(kv.emplace(key, value).second, "optim::make: key '", key, "' given twice in spec '", spec, "'");
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
+  std::vector<std::map<std::string, std::string>> kv(groups.size(), head);
+  std::vector<bool> seen(groups.size(), false);
+  for (size_t k = 1; k < sections.size(); ++k) {
+    const size_t c = sections[k].find(':');
+    const std::string group = trim(sections[k].substr(0, c));
+    const auto it = std::find(group_names.begin(), group_names.end(), group);
+    TG_CHECK(it != group_names.end(), "optim::make: spec '", spec, "' names the parameter group '", group,
+             "', but the groups given are: ", join(group_names),
+             groups.size() == 1 ? " (pass named groups to make() to give them their own keys)" : "");
+    const size_t g = static_cast<size_t>(it - group_names.begin());
+    TG_CHECK(!seen[g], "optim::make: group '", group, "' has two sections in spec '", spec, "'");
+    seen[g] = true;
+    for (const auto& [key, value] : parse_items(c == std::string::npos ? "" : sections[k].substr(c + 1), spec))
+      kv[g][key] = value;
   }
-  Args args(spec, name, std::move(kv));
-  if (name == "sgd" || name == "sgdm") return build_sgd(args, params, name, spec);
-  if (name == "adagrad") return build_adagrad(args, params);
-  if (name == "adam" || name == "amsgrad" || name == "adamw") return build_adam(args, params, name);
-  return build_adabound(args, params, name);
+  std::vector<Args> args;
+  for (size_t g = 0; g < groups.size(); ++g)
+    args.emplace_back(spec, name, std::move(kv[g]));
+  return build(name, args, groups);
 }
 
 }  // namespace tapegrad::optim

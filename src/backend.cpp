@@ -124,4 +124,65 @@ void sum_squares(const Tensor& x, Tensor& out) { TG_DISPATCH(sum_squares, x.devi
 void convert(const Tensor& src, Tensor& dst) { TG_DISPATCH(convert, src.device(), src, dst); }
 void fill(Tensor& t, double value) { TG_DISPATCH(fill, t.device(), t, value); }
 
+
+// The optimizer updates: the contract is checked here once for every twin, then one call goes to the
+// twin of the parameters' device.
+namespace {
+
+void check_update(const char* op, const std::vector<Tensor>& p, const std::vector<Tensor>& g,
+                  std::initializer_list<const std::vector<Tensor>*> state) {
+  TG_CHECK(g.size() == p.size(), op, ": ", p.size(), " parameters but ", g.size(), " gradients");
+  for (const auto* list : state)
+    TG_CHECK(list->empty() || list->size() == p.size(), op, ": ", p.size(), " parameters but a state list of ",
+             list->size());
+  for (size_t k = 0; k < p.size(); ++k) {
+    const Tensor& x = p[k];
+    TG_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, op, ": parameter ", k, " has dtype ", x.dtype(),
+             " (expected f32 or f64)");
+    TG_CHECK(x.dtype() == p[0].dtype() && x.device() == p[0].device(), op, ": parameter ", k, " is ", x.dtype(),
+             " on ", x.device(), " but parameter 0 is ", p[0].dtype(), " on ", p[0].device());
+    auto same = [&](const Tensor& t, const char* what) {
+      TG_CHECK(t.defined(), op, ": parameter ", k, "'s ", what, " is undefined");
+      TG_CHECK(t.shape() == x.shape() && t.dtype() == x.dtype() && t.device() == x.device(), op, ": parameter ", k,
+               " is ", to_string(x.shape()), " ", x.dtype(), " on ", x.device(), " but its ", what, " is ",
+               to_string(t.shape()), " ", t.dtype(), " on ", t.device());
+    };
+    same(g[k], "gradient");
+    for (const auto* list : state)
+      if (!list->empty()) same((*list)[k], "state");
+  }
+}
+
+}  // namespace
+
+void sgd_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& momentum_buffer,
+                const SgdScalars& s) {
+  check_update("sgd_update", p, g, {&momentum_buffer});
+  if (p.empty()) return;
+  TG_DISPATCH(sgd_update, p[0].device(), p, g, momentum_buffer, s);
+}
+void adagrad_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& sum,
+                    const AdagradScalars& s) {
+  TG_CHECK(sum.size() == p.size(), "adagrad_update: ", p.size(), " parameters but ", sum.size(), " sums");
+  check_update("adagrad_update", p, g, {&sum});
+  if (p.empty()) return;
+  TG_DISPATCH(adagrad_update, p[0].device(), p, g, sum, s);
+}
+void adam_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& exp_avg,
+                 std::vector<Tensor>& exp_avg_sq, std::vector<Tensor>& max_exp_avg_sq, const AdamScalars& s) {
+  TG_CHECK(exp_avg.size() == p.size() && exp_avg_sq.size() == p.size(), "adam_update: ", p.size(),
+           " parameters but ", exp_avg.size(), " exp_avg and ", exp_avg_sq.size(), " exp_avg_sq");
+  check_update("adam_update", p, g, {&exp_avg, &exp_avg_sq, &max_exp_avg_sq});
+  if (p.empty()) return;
+  TG_DISPATCH(adam_update, p[0].device(), p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
+}
+void adabound_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& exp_avg,
+                     std::vector<Tensor>& exp_avg_sq, std::vector<Tensor>& max_exp_avg_sq, const AdaBoundScalars& s) {
+  TG_CHECK(exp_avg.size() == p.size() && exp_avg_sq.size() == p.size(), "adabound_update: ", p.size(),
+           " parameters but ", exp_avg.size(), " exp_avg and ", exp_avg_sq.size(), " exp_avg_sq");
+  check_update("adabound_update", p, g, {&exp_avg, &exp_avg_sq, &max_exp_avg_sq});
+  if (p.empty()) return;
+  TG_DISPATCH(adabound_update, p[0].device(), p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, s);
+}
+
 }  // namespace tapegrad::backend

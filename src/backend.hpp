@@ -32,6 +32,32 @@ struct LstmWeights {
   Tensor w_ih, w_hh, b_ih, b_hh;
 };
 
+// The per-step scalars of the fused optimizer updates (kernels.inc, end), computed once per step and group by
+// the optimizer (optim/<name>.cpp) in double; each kernel rounds each one once to the tensors' type, as torch
+// does when it passes a Python float to a kernel.
+struct SgdScalars {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // the buffer is initialised to d (torch: clone), not decayed
+};
+struct AdagradScalars {
+  double clr = 0;  // lr / (1 + (step - 1) * lr_decay)
+  double weight_decay = 0, eps = 0;
+};
+struct AdamScalars {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled = false;            // AdamW
+  double decay = 1;                  // AdamW: 1 - lr * weight_decay
+  double step_size = 0;              // lr / (1 - beta1^t)
+  double bias_correction2_sqrt = 1;  // sqrt(1 - beta2^t)
+};
+struct AdaBoundScalars {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled = false;  // AdaBoundW
+  double step_size = 0;    // lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+  double lower_bound = 0, upper_bound = 0;
+};
+
 // The contracts of each kernel are the comments in kernels.inc.
 
 #include "kernels.inc"

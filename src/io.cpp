@@ -16,6 +16,7 @@
 
 #include "internal.hpp"
 #include "tapegrad/optim/optimizer.hpp"
+#include "tapegrad/optim/scheduler.hpp"
 
 namespace tapegrad {
 
@@ -248,42 +249,119 @@ TensorDict read_safetensors(std::istream& f, const std::string& path, Metadata* 
   return out;
 }
 
-void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
+namespace {
+
+std::string optim_prefix(size_t k) { return k == 0 ? "optim." : "optim" + std::to_string(k) + "."; }
+std::string sched_prefix(size_t k) { return k == 0 ? "sched." : "sched" + std::to_string(k) + "."; }
+
+TrainingState one(optim::Optimizer* opt) { return opt ? TrainingState{{opt}, {}} : TrainingState{}; }
+
+// "optim3.lr" -> ("optim", 3, "lr"); "sched.last_epoch" -> ("sched", 0, "last_epoch"); false otherwise.
+bool split_state_key(const std::string& key, const std::string& kind, size_t& index, std::string& rest) {
+  if (key.rfind(kind, 0) != 0) return false;
+  const size_t dot = key.find('.', kind.size());
+  if (dot == std::string::npos) return false;
+  const std::string digits = key.substr(kind.size(), dot - kind.size());
+  if (!digits.empty() && (digits.find_first_not_of("0123456789") != std::string::npos || digits[0] == '0' ||
+                          digits.size() > 6))
+    return false;
+  index = digits.empty() ? 0 : std::stoul(digits);
+  rest = key.substr(dot + 1);
+  return true;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const nn::Module& model, const TrainingState& state,
                      const Metadata& meta) {
   TensorDict all;
   for (auto& [k, t] : model.state_dict()) all["model." + k] = t;
-  if (opt)
-    for (auto& [k, t] : opt->state_dict()) all["optim." + k] = t;
+  for (size_t i = 0; i < state.optimizers.size(); ++i) {
+    TG_CHECK(state.optimizers[i], "save_checkpoint '", path, "': optimizer ", i, " is null");
+    for (auto& [k, t] : state.optimizers[i]->state_dict()) all[optim_prefix(i) + k] = t;
+  }
+  for (size_t i = 0; i < state.schedulers.size(); ++i) {
+    TG_CHECK(state.schedulers[i], "save_checkpoint '", path, "': scheduler ", i, " is null");
+    for (auto& [k, t] : state.schedulers[i]->state_dict()) all[sched_prefix(i) + k] = t;
+  }
   save_safetensors(path, all, meta);
 }
 
-Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
+                     const Metadata& meta) {
+  save_checkpoint(path, model, one(const_cast<optim::Optimizer*>(opt)), meta);
+}
+
+Metadata load_checkpoint(const std::string& path, nn::Module& model, const TrainingState& state) {
   Metadata meta;
   TensorDict all = load_safetensors(path, &meta);
-  apply_checkpoint(all, path, model, opt);
+  apply_checkpoint(all, path, model, state);
   return meta;
 }
 
+Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
+  return load_checkpoint(path, model, one(opt));
+}
+
 void apply_checkpoint(const TensorDict& all, const std::string& path, nn::Module& model, optim::Optimizer* opt) {
-  TensorDict m, o;
+  apply_checkpoint(all, path, model, one(opt));
+}
+
+void apply_checkpoint(const TensorDict& all, const std::string& path, nn::Module& model, const TrainingState& state) {
+  const size_t n_opt = state.optimizers.size(), n_sched = state.schedulers.size();
+  for (size_t i = 0; i < n_opt; ++i) TG_CHECK(state.optimizers[i], "load_checkpoint '", path, "': optimizer ", i, " is null");
+  for (size_t i = 0; i < n_sched; ++i) TG_CHECK(state.schedulers[i], "load_checkpoint '", path, "': scheduler ", i, " is null");
+  TensorDict m;
+  std::vector<TensorDict> o(n_opt), s(n_sched);
   for (auto& [k, t] : all) {
-    if (k.rfind("model.", 0) == 0) m[k.substr(6)] = t;
-    else if (k.rfind("optim.", 0) == 0) o[k.substr(6)] = t;
-    else TG_FAIL("load_checkpoint '", path, "': unexpected tensor '", k, "' (expected model.* or optim.*)");
+    size_t i = 0;
+    std::string rest;
+    if (k.rfind("model.", 0) == 0) {
+      m[k.substr(6)] = t;
+    } else if (split_state_key(k, "optim", i, rest)) {
+      TG_CHECK(i < n_opt, "load_checkpoint '", path, "': tensor '", k, "' belongs to optimizer ", i, " but ", n_opt,
+               n_opt == 1 ? " optimizer was" : " optimizers were", " given");
+      o[i][rest] = t;
+    } else if (split_state_key(k, "sched", i, rest)) {
+      TG_CHECK(i < n_sched, "load_checkpoint '", path, "': tensor '", k, "' belongs to scheduler ", i, " but ", n_sched,
+               n_sched == 1 ? " scheduler was" : " schedulers were", " given");
+      s[i][rest] = t;
+    } else {
+      TG_FAIL("load_checkpoint '", path, "': unexpected tensor '", k, "' (expected model.*, optim*.* or sched*.*)");
+    }
   }
-  // All or nothing: the model is validated and copied first; should the optimizer then refuse its
-  // part, the model's previous state is put back.
-  TensorDict before;
-  for (auto& [k, t] : model.state_dict()) before[k] = t.clone();
+  // All or nothing: each part is validated and copied in turn; should one refuse, the parts already
+  // loaded get their previous state back.
+  TensorDict model_before;
+  for (auto& [k, t] : model.state_dict()) model_before[k] = t.clone();
+  std::vector<TensorDict> opt_before, sched_before;
+  for (auto* opt : state.optimizers) opt_before.push_back(opt->state_dict());
+  for (auto* sched : state.schedulers) sched_before.push_back(sched->state_dict());
   try {
     model.load_state_dict(m);
   } catch (const Error& e) {
     TG_FAIL("load_checkpoint '", path, "': ", e.what());
   }
+  size_t loaded_opt = 0, loaded_sched = 0;
   try {
-    if (opt) opt->load_state_dict(o);
+    for (; loaded_opt < n_opt; ++loaded_opt) {
+      try {
+        state.optimizers[loaded_opt]->load_state_dict(o[loaded_opt]);
+      } catch (const Error& e) {
+        TG_FAIL("optimizer ", loaded_opt, " (", optim_prefix(loaded_opt), "*): ", e.what());
+      }
+    }
+    for (; loaded_sched < n_sched; ++loaded_sched) {
+      try {
+        state.schedulers[loaded_sched]->load_state_dict(s[loaded_sched]);
+      } catch (const Error& e) {
+        TG_FAIL("scheduler ", loaded_sched, " (", sched_prefix(loaded_sched), "*): ", e.what());
+      }
+    }
   } catch (const Error& e) {
-    model.load_state_dict(before);
+    model.load_state_dict(model_before);
+    for (size_t i = 0; i < loaded_opt; ++i) state.optimizers[i]->load_state_dict(opt_before[i]);
+    for (size_t i = 0; i < loaded_sched; ++i) state.schedulers[i]->load_state_dict(sched_before[i]);
     TG_FAIL("load_checkpoint '", path, "': ", e.what(), " (nothing was loaded)");
   }
 }

@@ -7,12 +7,16 @@
 #include <map>
 #include <istream>
 #include <string>
+#include <vector>
 
 #include "tapegrad/nn/module.hpp"
 
 namespace tapegrad {
 
-namespace optim { class Optimizer; }
+namespace optim {
+class Optimizer;
+class Scheduler;
+}  // namespace optim
 
 using Metadata = std::map<std::string, std::string>;
 
@@ -29,13 +33,29 @@ TensorDict read_safetensors(std::istream& in, const std::string& name, Metadata*
 // over it; readers see the old file or the new one, never a part. Throws an Error naming the file.
 void write_file_atomically(const std::string& path, const std::string& bytes);
 
-// A training checkpoint: the model's state under "model.", the optimizer's under "optim.", and
-// free-form metadata (epoch, step, ...).
+// Everything a training run resumes from besides the model: any number of optimizers and lr schedulers
+// (e.g. one optimizer per part of a model, a warm-up scheduler and a decay one).
+struct TrainingState {
+  std::vector<optim::Optimizer*> optimizers;
+  std::vector<optim::Scheduler*> schedulers;
+};
+
+// A training checkpoint: the model's state under "model.", optimizer k's under "optim." (k = 0) or
+// "optim<k>.", scheduler k's under "sched." or "sched<k>.", and free-form metadata (epoch, step, ...).
+void save_checkpoint(const std::string& path, const nn::Module& model, const TrainingState& state,
+                     const Metadata& meta = {});
+// Loads it into model and state, all or nothing: the checkpoint must hold exactly the state of as many
+// optimizers and schedulers as given.
+Metadata load_checkpoint(const std::string& path, nn::Module& model, const TrainingState& state);
+// The second half of load_checkpoint: the tensors of a checkpoint into model and state, all or nothing;
+// `name` names the checkpoint in errors.
+void apply_checkpoint(const TensorDict& tensors, const std::string& name, nn::Module& model,
+                      const TrainingState& state);
+
+// The same with one optimizer (or none: nullptr) and no scheduler.
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::Optimizer* opt,
                      const Metadata& meta = {});
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
-// The second half of load_checkpoint: the tensors of a checkpoint (model.*, optim.*) into model and opt, all
-// or nothing; `name` names the checkpoint in errors.
 void apply_checkpoint(const TensorDict& tensors, const std::string& name, nn::Module& model, optim::Optimizer* opt);
 
 }  // namespace tapegrad

@@ -3,7 +3,7 @@
 //   Adagrad                       tapegrad/optim/adagrad.hpp
 //   Adam, AMSGrad, AdamW          tapegrad/optim/adam.hpp
 //   AdaBound, AMSBound, AdaBoundW tapegrad/optim/adabound.hpp
-//   StepLR, MultiStepLR           tapegrad/optim/scheduler.hpp
+//   StepLR, MultiStepLR, CosineAnnealingLR, LinearLR, ReduceLROnPlateau   tapegrad/optim/scheduler.hpp
 //   make("adam:lr=1e-3", params)  tapegrad/optim/make.hpp
 #pragma once
 

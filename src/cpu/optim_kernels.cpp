@@ -1,10 +1,11 @@
-// CPU twins of the optimizer kernels (contracts in src/optim_kernels.hpp).
+// CPU twins of the optimizer kernels (contracts at the end of src/kernels.inc). Plain loops, no Eigen, so
+// that this file can be compiled once per ISA level.
 //
-// Each update is one plain loop over [begin, end) that the compiler vectorises (`omp simd`, restrict
-// pointers, no calls but sqrt/min/max, every scalar hoisted and rounded to T once). Above
-// kGrain elements the range is cut into one contiguous block per OpenMP thread; below it the
-// fork/join would cost more than the loop. Float results do not depend on the thread count (the
-// update is elementwise).
+// Each update is one plain loop over [begin, end) of one tensor that the compiler vectorises (`omp simd`,
+// restrict pointers, no calls but sqrt/min/max, every scalar hoisted and rounded to T once). The whole list
+// of tensors is one index space: above kGrain elements in all it is cut into one contiguous block per
+// OpenMP thread (one fork/join per step, however many tensors); below it the fork/join would cost more than
+// the loops. Float results do not depend on the thread count (the update is elementwise).
 //
 // std::sqrt vectorises only when the compiler need not set errno: build with -fno-math-errno
 // (unlike -ffast-math it changes no result: NaN and Inf behave as IEEE says, only errno stays unset).
@@ -17,9 +18,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "../internal.hpp"
-#include "../optim_kernels.hpp"
+#include "cpu.hpp"
 #include "parallel.hpp"
 
 namespace tapegrad::cpu {
@@ -157,48 +159,65 @@ void adabound_loop(T* __restrict p, const T* __restrict g, T* __restrict m, T* _
   }
 }
 
+// Calls loop(k, begin, end) on ranges of tensor k that together cover every element of every tensor of p,
+// the list seen as one index space split by parallel_for.
+template <class Loop>
+void for_each_range(const std::vector<Tensor>& p, Loop&& loop) {
+  std::vector<int64_t> start(p.size() + 1, 0);
+  for (size_t k = 0; k < p.size(); ++k) start[k + 1] = start[k] + p[k].numel();
+  parallel_for(start.back(), [&](int64_t b, int64_t e) {
+    size_t k = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+    for (; k < p.size() && start[k] < e; ++k) {
+      const int64_t lo = std::max(b, start[k]) - start[k], hi = std::min(e, start[k + 1]) - start[k];
+      if (lo < hi) loop(k, lo, hi);
+    }
+  });
+}
+
 template <class T>
-T* data_or_null(Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
+T* state_or_null(std::vector<Tensor>& state, size_t k) {
+  return state.empty() ? nullptr : state[k].data<T>();
 }
 
 }  // namespace
 
-void sgd_update(Tensor& p, const Tensor& g, Tensor& momentum_buffer, const backend::SgdScalars& s) {
-  dispatch_float(p.dtype(), "sgd_update", [&]<class T>() {
-    T* pp = p.data<T>();
-    const T* gp = g.data<T>();
-    T* bp = data_or_null<T>(momentum_buffer);
-    parallel_for(p.numel(), [&](int64_t b, int64_t e) { sgd_loop<T>(pp, gp, bp, b, e, s); });
+void sgd_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& momentum_buffer,
+                const backend::SgdScalars& s) {
+  dispatch_float(p[0].dtype(), "sgd_update", [&]<class T>() {
+    for_each_range(p, [&](size_t k, int64_t b, int64_t e) {
+      sgd_loop<T>(p[k].data<T>(), g[k].data<T>(), state_or_null<T>(momentum_buffer, k), b, e, s);
+    });
   });
 }
 
-void adagrad_update(Tensor& p, const Tensor& g, Tensor& sum, const backend::AdagradScalars& s) {
-  dispatch_float(p.dtype(), "adagrad_update", [&]<class T>() {
-    T* pp = p.data<T>();
-    const T* gp = g.data<T>();
-    T* sp = sum.data<T>();
-    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adagrad_loop<T>(pp, gp, sp, b, e, s); });
+void adagrad_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& sum,
+                    const backend::AdagradScalars& s) {
+  dispatch_float(p[0].dtype(), "adagrad_update", [&]<class T>() {
+    for_each_range(p, [&](size_t k, int64_t b, int64_t e) {
+      adagrad_loop<T>(p[k].data<T>(), g[k].data<T>(), sum[k].data<T>(), b, e, s);
+    });
   });
 }
 
-void adam_update(Tensor& p, const Tensor& g, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor& max_exp_avg_sq,
+void adam_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& exp_avg,
+                 std::vector<Tensor>& exp_avg_sq, std::vector<Tensor>& max_exp_avg_sq,
                  const backend::AdamScalars& s) {
-  dispatch_float(p.dtype(), "adam_update", [&]<class T>() {
-    T* pp = p.data<T>();
-    const T* gp = g.data<T>();
-    T *mp = exp_avg.data<T>(), *vp = exp_avg_sq.data<T>(), *vmp = data_or_null<T>(max_exp_avg_sq);
-    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adam_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
+  dispatch_float(p[0].dtype(), "adam_update", [&]<class T>() {
+    for_each_range(p, [&](size_t k, int64_t b, int64_t e) {
+      adam_loop<T>(p[k].data<T>(), g[k].data<T>(), exp_avg[k].data<T>(), exp_avg_sq[k].data<T>(),
+                   state_or_null<T>(max_exp_avg_sq, k), b, e, s);
+    });
   });
 }
 
-void adabound_update(Tensor& p, const Tensor& g, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor& max_exp_avg_sq,
+void adabound_update(std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>& exp_avg,
+                     std::vector<Tensor>& exp_avg_sq, std::vector<Tensor>& max_exp_avg_sq,
                      const backend::AdaBoundScalars& s) {
-  dispatch_float(p.dtype(), "adabound_update", [&]<class T>() {
-    T* pp = p.data<T>();
-    const T* gp = g.data<T>();
-    T *mp = exp_avg.data<T>(), *vp = exp_avg_sq.data<T>(), *vmp = data_or_null<T>(max_exp_avg_sq);
-    parallel_for(p.numel(), [&](int64_t b, int64_t e) { adabound_loop<T>(pp, gp, mp, vp, vmp, b, e, s); });
+  dispatch_float(p[0].dtype(), "adabound_update", [&]<class T>() {
+    for_each_range(p, [&](size_t k, int64_t b, int64_t e) {
+      adabound_loop<T>(p[k].data<T>(), g[k].data<T>(), exp_avg[k].data<T>(), exp_avg_sq[k].data<T>(),
+                       state_or_null<T>(max_exp_avg_sq, k), b, e, s);
+    });
   });
 }
 

@@ -14,7 +14,8 @@
 //     v_t = beta2 * v_{t-1} + (1 - beta2) * d_t^2
 //     AMSBound: vmax_t = max(vmax_{t-1}, v_t) replaces v_t below (the maximum of the raw v)
 //     alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)   (both bias corrections in the step size)
-//     fl_t    = final_lr * lr / lr_0                     (a scheduled lr scales final_lr too)
+//     fl_t    = final_lr * lr / lr_0                     (a scheduled lr scales final_lr too; lr_0 and
+//                                                         final_lr are the parameter group's)
 //     eta_l   = fl_t * (1 - 1 / (gamma * t + 1))
 //     eta_u   = fl_t * (1 + 1 / (gamma * t))
 //     p_t = p_{t-1} - clip(alpha_t / (sqrt(v_t) + eps), eta_l, eta_u) * m_t
@@ -24,7 +25,8 @@
 // betas = (0.9, 0.999), final_lr = 0.1, gamma = 1e-3, eps = 1e-8, weight_decay = 0, amsbound = false.
 // Constraints: lr > 0 (final_lr is scaled by lr / lr_0), eps, final_lr, weight_decay >= 0;
 // 0 <= beta < 1; 0 <= gamma < 1. State per parameter: "exp_avg", "exp_avg_sq", "max_exp_avg_sq"
-// (AMSBound).
+// (AMSBound). Every option, and lr, may differ between parameter groups (as the reference's base_lrs
+// and final_lr per group; amsbound too: the name is group 0's).
 #pragma once
 
 #include <array>
@@ -46,7 +48,12 @@ struct AdaBoundOptions {
 class AdaBound : public Optimizer {
  public:
   explicit AdaBound(std::vector<Tensor> params, double lr = 1e-3, AdaBoundOptions options = {});
-  const AdaBoundOptions& options() const { return options_; }
+  // Another parameter group with its own lr (its lr_0) and options (name: "" gives its index).
+  void add_param_group(std::vector<Tensor> params, double lr, AdaBoundOptions options, std::string name = "");
+  const AdaBoundOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   Tensor effective_lr(size_t i) const override;  // the clipped rate
   bool decoupled_weight_decay() const { return decoupled_; }
@@ -55,19 +62,21 @@ class AdaBound : public Optimizer {
   AdaBound(std::vector<Tensor> params, double lr, AdaBoundOptions options, bool decoupled);
   void init_state(size_t i, const Tensor& p) override;
   std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const override;
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t step) override;
-  std::vector<std::pair<std::string, std::string>> hparams() const override;
+  void update(size_t group, const std::vector<size_t>& index, const std::vector<Tensor>& grads,
+              int64_t step) override;
+  std::vector<std::pair<std::string, std::string>> hparams(size_t group) const override;
 
  private:
   struct State {
     Tensor exp_avg, exp_avg_sq, max_exp_avg_sq;
   };
-  AdaBoundOptions options_;
+  void check(double lr, const AdaBoundOptions& o) const;
+  std::vector<AdaBoundOptions> options_;  // per group
   bool decoupled_;
   std::vector<State> state_;
 
-  std::vector<double> unclamped_lr(size_t i) const;  // step_size / (sqrt(v_t) + eps) of the last step
-  std::pair<double, double> bounds(size_t i) const;   // [eta_l(t), eta_u(t)] of the last step
+  // Parameter i's rate of its last step before clipping, step_size / (sqrt(v_t) + eps), and the bounds.
+  std::vector<double> unclamped_lr(size_t i, double& lower, double& upper) const;
 };
 
 // AdaBound with amsbound = true.

@@ -10,7 +10,8 @@
 //     p_t  = p_{t-1} - lr_t * d_t / (sqrt(s_t) + eps)         (eps outside the square root)
 //
 // Defaults lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10; all
-// must be >= 0. State per parameter: "sum".
+// must be >= 0. State per parameter: "sum". Every option, and lr, may differ between parameter groups
+// (torch 1.13 differs in one: it fills every group's sum with the constructor's initial_accumulator_value).
 #pragma once
 
 #include "tapegrad/optim/optimizer.hpp"
@@ -27,18 +28,25 @@ struct AdagradOptions {
 class Adagrad : public Optimizer {
  public:
   explicit Adagrad(std::vector<Tensor> params, double lr = 1e-2, AdagradOptions options = {});
-  const AdagradOptions& options() const { return options_; }
+  // Another parameter group with its own lr and options (name: "" gives its index).
+  void add_param_group(std::vector<Tensor> params, double lr, AdagradOptions options, std::string name = "");
+  const AdagradOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   Tensor effective_lr(size_t i) const override;
 
  protected:
   void init_state(size_t i, const Tensor& p) override;
   std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const override;
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t step) override;
-  std::vector<std::pair<std::string, std::string>> hparams() const override;
+  void update(size_t group, const std::vector<size_t>& index, const std::vector<Tensor>& grads,
+              int64_t step) override;
+  std::vector<std::pair<std::string, std::string>> hparams(size_t group) const override;
 
  private:
-  AdagradOptions options_;
+  void check(const AdagradOptions& o) const;
+  std::vector<AdagradOptions> options_;  // per group
   std::vector<Tensor> sum_;
 };
 

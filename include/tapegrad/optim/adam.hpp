@@ -18,7 +18,8 @@
 // eps is added after the bias correction of sqrt(v) (torch; AdaBound differs). Defaults: lr = 1e-3,
 // betas = (0.9, 0.999), eps = 1e-8, weight_decay = 0 (AdamW: 1e-2), amsgrad = false. Constraints:
 // lr, eps, weight_decay >= 0; 0 <= beta < 1. State per parameter: "exp_avg", "exp_avg_sq",
-// "max_exp_avg_sq" (AMSGrad).
+// "max_exp_avg_sq" (AMSGrad). Every option, and lr, may differ between parameter groups (amsgrad too: the
+// name is group 0's).
 #pragma once
 
 #include <array>
@@ -44,7 +45,12 @@ struct AdamWOptions {
 class Adam : public Optimizer {
  public:
   explicit Adam(std::vector<Tensor> params, double lr = 1e-3, AdamOptions options = {});
-  const AdamOptions& options() const { return options_; }
+  // Another parameter group with its own lr and options (name: "" gives its index).
+  void add_param_group(std::vector<Tensor> params, double lr, AdamOptions options, std::string name = "");
+  const AdamOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
   std::vector<LrStats> lr_telemetry() const override;
   // lr / (1 - beta1^t) / (sqrt(v) / sqrt(1 - beta2^t) + eps) per element (AMSGrad: vmax for v).
   Tensor effective_lr(size_t i) const override;
@@ -54,14 +60,16 @@ class Adam : public Optimizer {
   Adam(std::vector<Tensor> params, double lr, AdamOptions options, bool decoupled);
   void init_state(size_t i, const Tensor& p) override;
   std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const override;
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t step) override;
-  std::vector<std::pair<std::string, std::string>> hparams() const override;
+  void update(size_t group, const std::vector<size_t>& index, const std::vector<Tensor>& grads,
+              int64_t step) override;
+  std::vector<std::pair<std::string, std::string>> hparams(size_t group) const override;
 
  private:
   struct State {
     Tensor exp_avg, exp_avg_sq, max_exp_avg_sq;
   };
-  AdamOptions options_;
+  void check(const AdamOptions& o) const;
+  std::vector<AdamOptions> options_;  // per group
   bool decoupled_;
   std::vector<State> state_;
 };
@@ -76,6 +84,7 @@ class AMSGrad : public Adam {
 class AdamW : public Adam {
  public:
   explicit AdamW(std::vector<Tensor> params, double lr = 1e-3, AdamWOptions options = {});
+  void add_param_group(std::vector<Tensor> params, double lr, AdamWOptions options, std::string name = "");
 };
 
 }  // namespace tapegrad::optim

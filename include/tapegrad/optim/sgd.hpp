@@ -14,6 +14,7 @@
 //
 // lr has no default (as in torch). Constraints: lr, momentum, dampening, weight_decay >= 0;
 // nesterov needs momentum > 0 and dampening = 0. State per parameter: "momentum_buffer" (mu != 0).
+// Every option, and lr, may differ between parameter groups (add_param_group).
 #pragma once
 
 #include "tapegrad/optim/optimizer.hpp"
@@ -30,16 +31,23 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, double lr, SGDOptions options = {});
-  const SGDOptions& options() const { return options_; }
+  // Another parameter group with its own lr and options (name: "" gives its index).
+  void add_param_group(std::vector<Tensor> params, double lr, SGDOptions options, std::string name = "");
+  const SGDOptions& options(size_t group = 0) const {
+    check_group(group, "options");
+    return options_[group];
+  }
 
  protected:
   void init_state(size_t i, const Tensor& p) override;
   std::vector<std::pair<std::string, Tensor>> state_tensors(size_t i) const override;
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t step) override;
-  std::vector<std::pair<std::string, std::string>> hparams() const override;
+  void update(size_t group, const std::vector<size_t>& index, const std::vector<Tensor>& grads,
+              int64_t step) override;
+  std::vector<std::pair<std::string, std::string>> hparams(size_t group) const override;
 
  private:
-  SGDOptions options_;
+  void check(const SGDOptions& o) const;
+  std::vector<SGDOptions> options_;  // per group
   std::vector<Tensor> momentum_buffer_;
 };
 
