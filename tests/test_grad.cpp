@@ -208,6 +208,23 @@ std::vector<Case> cases() {
          Tensor logits = tg::linear(o.y.reshape({6, 3}), x[5], x[6]);
          return tg::cross_entropy(logits, labels({6, 0, 3, 3, 2, 5}));
        }},
+      // the tensor API: indexing, method forms, comparisons as masks, where, stack, 1 / x
+      {"t[i] and select", {{3, 4}}, [](V x) { return tg::concat({x[0][1], x[0].select(1, -1), x[0][2]}, 0); }},
+      {"index with slices", {{3, 4, 2}}, [](V x) { return x[0].index({tg::Slice(1), tg::Slice(0, 3), 1}); }},
+      {"unsqueeze and squeeze", {{3, 1, 2}}, [](V x) { return x[0].squeeze().unsqueeze(0) * x[0].squeeze(1); }},
+      {"stack dim 1", {{2, 3}, {2, 3}, {2, 3}}, [](V x) { return tg::stack({x[0], x[1], x[2]}, 1); }},
+      {"where (broadcast)", {{3, 4}, {4}},
+       [](V x) { return tg::where(tg::from_vector(std::vector<double>{1, 0, 1}, {3, 1}), x[0], x[1]); }},
+      {"where guarding log", {{5}}, [](V x) { return tg::where(x[0].gt(0.0), tg::log(x[0]), x[0] * 2.0); },
+       Domain::AwayFromZero},
+      {"abs", {{3, 4}}, [](V x) { return tg::abs(x[0]); }, Domain::AwayFromZero},
+      {"erf", {{3, 4}}, [](V x) { return tg::erf(x[0]); }},
+      {"1 / x", {{3, 4}}, [](V x) { return 1.0 / x[0]; }, Domain::AwayFromZero},
+      {"methods sum(dim), mean(dim), exp, pow", {{3, 4}},
+       [](V x) { return x[0].exp().sum(1) + x[0].pow(3).mean(1, false) + x[0].abs().sqrt().max(1); },
+       Domain::AwayFromZero},
+      {"masked by a comparison", {{4, 3}}, [](V x) { return x[0] * x[0].gt(0.1) + x[0].lt(-0.1); },
+       Domain::AwayFromZero},
       {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
        [](V x) {
          Tensor h = tg::tanh(tg::linear(x[0], x[1], x[2]));

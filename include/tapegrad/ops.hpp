@@ -26,6 +26,8 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+Tensor abs(const Tensor& x);  // gradient sign(x), 0 at 0 (PyTorch's)
+Tensor erf(const Tensor& x);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -38,7 +40,22 @@ inline Tensor operator-(double a, const Tensor& b) { return add(neg(b), a); }
 inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
 inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+Tensor operator/(double a, const Tensor& b);  // a / b elementwise (1.0 / x)
 inline Tensor operator-(const Tensor& x) { return neg(x); }
+
+// Comparisons, broadcasting: masks of 1 and 0 (no gradient) in the inputs' float dtype; i64 inputs (labels,
+// argmax) are compared exactly and give an f32 mask. NaN compares as IEEE says (only ne is true).
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+// out = cond != 0 ? a : b, broadcasting all three; exact (the other branch's NaN or Inf does not leak in).
+// cond is a mask of any dtype; the gradient reaches a where cond holds and b elsewhere.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// The tensors (same shape) joined along a new dim: [*] x n -> [..., n at dim, ...] (recorded).
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim = 0);
 
 // Matrix products. matmul: [M,K] x [K,N] -> [M,N]; [B,M,K] x [B,K,N] -> [B,M,N]; a 3-D operand with a
 // 2-D one shares the 2-D matrix across the batch. linear: x [N,in], weight [out,in], bias [out] or
