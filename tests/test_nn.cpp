@@ -109,3 +109,82 @@ TEST_CASE("a module converts to f64 in place") {
   CHECK(w.dtype() == tg::DType::F64);
   CHECK(b(tg::ones({2, 4}, tg::DType::F64)).dtype() == tg::DType::F64);
 }
+
+namespace {
+// A module as a user writes one: no type-name string, submodules held and called like functions.
+struct Net : tg::nn::Module {
+  tg::nn::ModuleHolder<tg::nn::Conv2d> conv1 = register_module("conv1", std::make_shared<tg::nn::Conv2d>(1, 2, 3));
+  tg::nn::ModuleHolder<tg::nn::ModuleList> heads = register_module("heads", std::make_shared<tg::nn::ModuleList>());
+  Net() {
+    heads->push_back(std::make_shared<tg::nn::Linear>(8, 3));
+    heads->push_back(std::make_shared<tg::nn::Linear>(8, 1));
+  }
+  Tensor forward(const Tensor& x) {
+    Tensor h = tg::relu(conv1(x)).flatten(1);  // [N, 2 * 2 * 2]
+    return heads->at<tg::nn::Linear>(0)(h) + heads->at<tg::nn::Linear>(1)(h);
+  }
+};
+}  // namespace
+
+TEST_CASE("a user's module: its own type name, holders called as functions, ModuleList") {
+  Net net;
+  CHECK(net.type_name() == "Net");
+  CHECK(net.conv1->type_name() == "Conv2d");
+  CHECK(net.forward(tg::randn({5, 1, 4, 4})).shape() == Shape{5, 3});
+  std::vector<std::string> names;
+  for (auto& [n, _] : net.named_parameters()) names.push_back(n);
+  CHECK(names == std::vector<std::string>{"conv1.weight", "conv1.bias", "heads.0.weight", "heads.0.bias",
+                                          "heads.1.weight", "heads.1.bias"});
+  CHECK(net.heads->size() == 2);
+  int n = 0;
+  for (auto& m : *net.heads) n += m->type_name() == "Linear";
+  CHECK(n == 2);
+  CHECK_THROWS_WITH_AS((*net.heads)[2], doctest::Contains("ModuleList: index 2 is out of range (2 modules)"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(net.heads->at<tg::nn::Conv2d>(1), doctest::Contains("module 1 is a Linear"), tg::Error);
+}
+
+TEST_CASE("named_modules and apply visit the tree in PyTorch's orders") {
+  Net net;
+  std::vector<std::string> names, types;
+  for (auto& [name, m] : net.named_modules()) {
+    names.push_back(name);
+    types.push_back(m->type_name());
+  }
+  CHECK(names == std::vector<std::string>{"", "conv1", "heads", "heads.0", "heads.1"});
+  CHECK(types == std::vector<std::string>{"Net", "Conv2d", "ModuleList", "Linear", "Linear"});
+  std::vector<std::string> order;
+  net.apply([&](tg::nn::Module& m) { order.push_back(m.type_name()); });
+  CHECK(order == std::vector<std::string>{"Conv2d", "Linear", "Linear", "ModuleList", "Net"});
+  // the common use: re-initialise every Linear layer
+  net.apply([](tg::nn::Module& m) {
+    if (auto* l = dynamic_cast<tg::nn::Linear*>(&m)) l->bias.fill_(0.25);
+  });
+  for (auto& [name, t] : net.named_parameters())
+    if (name.find("heads") == 0 && name.find("bias") != std::string::npos)
+      for (double v : t.to_vector()) CHECK(v == 0.25);
+}
+
+TEST_CASE("Linear takes any rank: leading dims flattened and restored") {
+  tg::Generator g(2);
+  tg::nn::Linear l(4, 3, true, g, tg::DType::F64);
+  Tensor x = tg::randn({2, 5, 4}, g, tg::DType::F64);
+  Tensor y = l(x);
+  CHECK(y.shape() == Shape{2, 5, 3});
+  CHECK(y[1][2].to_vector() == l(x[1][2].unsqueeze(0)).squeeze(0).to_vector());
+  CHECK(l(x[0][0]).shape() == Shape{3});
+  CHECK_THROWS_WITH_AS(l(tg::zeros({2, 5, 3}, tg::DType::F64)), doctest::Contains("expected [*, 4]"), tg::Error);
+}
+
+TEST_CASE("misuse: Sequential out of range, a 3-D image into Conv2d and BatchNorm2d") {
+  tg::nn::Sequential s{std::make_shared<tg::nn::ReLU>()};
+  CHECK_THROWS_WITH_AS(s[1], doctest::Contains("Sequential: index 1 is out of range (1 layers)"), tg::Error);
+  tg::nn::Conv2d conv(3, 4, 3);
+  CHECK_THROWS_WITH_AS(conv(tg::zeros({3, 8, 8})),
+                       doctest::Contains("expected a 4-D input [N, 3, H, W], got 3-D [3, 8, 8] (add the batch dim"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(conv(tg::zeros({1, 2, 8, 8})), doctest::Contains("does not have 3 channels"), tg::Error);
+  tg::nn::BatchNorm2d bn(3);
+  CHECK_THROWS_WITH_AS(bn(tg::zeros({3, 8, 8})), doctest::Contains("expected a 4-D input [N, 3, H, W], got 3-D"),
+                       tg::Error);
+}

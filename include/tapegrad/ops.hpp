@@ -59,7 +59,8 @@ Tensor stack(const std::vector<Tensor>& ts, int64_t dim = 0);
 
 // Matrix products. matmul: [M,K] x [K,N] -> [M,N]; [B,M,K] x [B,K,N] -> [B,M,N]; a 3-D operand with a
 // 2-D one shares the 2-D matrix across the batch. linear: x [N,in], weight [out,in], bias [out] or
-// undefined -> x weight^T + bias [N,out], one fused op (the Linear layer's).
+// undefined -> x weight^T + bias [N,out], one fused op (the Linear layer's); x [*, in] of another rank has
+// its leading dims flattened and restored ([B, T, in] -> [B, T, out], [in] -> [out]), as PyTorch.
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 

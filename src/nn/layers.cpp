@@ -39,6 +39,11 @@ void Sequential::push_back(std::shared_ptr<Layer> layer) {
   layers_.push_back(std::move(layer));
 }
 
+const std::shared_ptr<Layer>& Sequential::operator[](size_t i) const {
+  TG_CHECK(i < layers_.size(), "Sequential: index ", i, " is out of range (", layers_.size(), " layers)");
+  return layers_[i];
+}
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
   for (auto& l : layers_) y = l->forward(y);

@@ -9,7 +9,7 @@
 
 namespace tapegrad::nn {
 
-// y = x W^T + b. x [N, in] -> [N, out]. weight [out, in], bias [out]. PyTorch's initialisation:
+// y = x W^T + b. x [*, in] -> [*, out] (any leading dims, as PyTorch). weight [out, in], bias [out]. PyTorch's initialisation:
 // weight ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), bias ~ U(-1/sqrt(in), 1/sqrt(in)).
 class Linear : public Layer {
  public:
@@ -51,7 +51,7 @@ class Sequential : public Layer {
   void push_back(std::shared_ptr<Layer> layer);
   Tensor forward(const Tensor& x) override;
   size_t size() const { return layers_.size(); }
-  const std::shared_ptr<Layer>& operator[](size_t i) const { return layers_.at(i); }
+  const std::shared_ptr<Layer>& operator[](size_t i) const;  // an Error beyond size()
 
  private:
   std::vector<std::shared_ptr<Layer>> layers_;
