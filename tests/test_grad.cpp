@@ -225,6 +225,34 @@ std::vector<Case> cases() {
        Domain::AwayFromZero},
       {"masked by a comparison", {{4, 3}}, [](V x) { return x[0] * x[0].gt(0.1) + x[0].lt(-0.1); },
        Domain::AwayFromZero},
+      // layers and losses composed of other ops
+      {"gelu", {{3, 4}}, [](V x) { return tg::gelu(x[0]); }},
+      {"gelu tanh approximation", {{3, 4}}, [](V x) { return tg::gelu(x[0], true); }},
+      {"silu", {{3, 4}}, [](V x) { return tg::silu(x[0]); }},
+      {"leaky_relu", {{3, 4}}, [](V x) { return tg::leaky_relu(x[0], 0.2); }, Domain::AwayFromZero},
+      {"layer_norm last dim", {{3, 5}, {5}, {5}}, [](V x) { return tg::layer_norm(x[0], {5}, x[1], x[2]); }},
+      {"layer_norm last two dims, no affine", {{2, 3, 4}}, [](V x) { return tg::layer_norm(x[0], {3, 4}); }},
+      {"nll_loss of log_softmax", {{4, 5}},
+       [](V x) { return tg::nll_loss(tg::log_softmax(x[0], 1), labels({0, 4, 2, 2})); }},
+      {"nll_loss sum", {{3, 3}}, [](V x) { return tg::nll_loss(x[0], labels({1, 0, 2}), tg::Reduction::Sum); }},
+      {"bce with logits", {{3, 4}, {3, 4}}, [](V x) { return tg::binary_cross_entropy_with_logits(x[0], tg::sigmoid(x[1])); }},
+      {"bce with logits sum, large logits", {{6}},
+       [](V x) {
+         Tensor t = tg::from_vector(std::vector<double>{0, 1, 0.3, 1, 0, 0.5}, {6});
+         return tg::binary_cross_entropy_with_logits(x[0] * 20.0, t, tg::Reduction::Sum);
+       }},
+      {"l1_loss", {{3, 4}, {3, 4}}, [](V x) { return tg::l1_loss(x[0], x[1]); }, Domain::AwayFromZero},
+      {"smooth_l1_loss beta 0.5 (both sides)", {{4, 5}, {4, 5}},
+       [](V x) { return tg::smooth_l1_loss(x[0], x[1], tg::Reduction::Sum, 0.5); }},
+      {"huber_loss delta 0.7", {{4, 5}, {4, 5}}, [](V x) { return tg::huber_loss(x[0], x[1], tg::Reduction::Mean, 0.7); }},
+      // GRU: x [T, B, I], h0 [B, H], w_ih [3H, I], w_hh [3H, H], b_ih, b_hh [3H]; y and h both carry weight.
+      {"gru 3 steps, h0", {{3, 2, 3}, {2, 4}, {12, 3}, {12, 4}, {12}, {12}},
+       [](V x) {
+         tg::GruOutput o = tg::gru(x[0], x[1], x[2], x[3], x[4], x[5]);
+         return tg::concat({o.y.flatten(), o.h.flatten()}, 0);
+       }},
+      {"gru zero state, no bias", {{2, 3, 2}, {9, 2}, {9, 3}},
+       [](V x) { return tg::gru(x[0], Tensor(), x[1], x[2]).y; }},
       {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
        [](V x) {
          Tensor h = tg::tanh(tg::linear(x[0], x[1], x[2]));

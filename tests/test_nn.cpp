@@ -188,3 +188,55 @@ TEST_CASE("misuse: Sequential out of range, a 3-D image into Conv2d and BatchNor
   CHECK_THROWS_WITH_AS(bn(tg::zeros({3, 8, 8})), doctest::Contains("expected a 4-D input [N, 3, H, W], got 3-D"),
                        tg::Error);
 }
+
+TEST_CASE("LayerNorm, GELU, SiLU, LeakyReLU modules") {
+  tg::nn::LayerNorm ln({4});
+  auto np = ln.named_parameters();
+  REQUIRE(np.size() == 2);
+  CHECK(np[0].first == "weight");
+  CHECK(np[1].first == "bias");
+  Tensor x = tg::from_vector(std::vector<double>{1, 2, 3, 4, -1, 0, 1, 2}, {2, 4});
+  ln.to(tg::DType::F64);
+  Tensor y = ln(x);
+  CHECK(y.mean(1).abs().max().item() < 1e-12);
+  CHECK(y[0].pow(2).mean().item() == doctest::Approx(1.25 / (1.25 + 1e-5)).epsilon(1e-12));  // var 1.25
+  CHECK(tg::nn::LayerNorm({3, 4}, 1e-5, false).named_parameters().empty());
+  CHECK_THROWS_WITH_AS(ln(tg::zeros({2, 5}, tg::DType::F64)), doctest::Contains("does not end with normalized_shape [4]"),
+                       tg::Error);
+  Tensor v = tg::from_vector(std::vector<double>{-2, 3}, {2});
+  CHECK(tg::nn::LeakyReLU(0.1)(v).to_vector() == std::vector<double>{-0.2, 3});
+  CHECK(tg::nn::SiLU()(v).to_vector() == (v * tg::sigmoid(v)).to_vector());
+  CHECK(tg::nn::GELU()(v).to_vector()[1] == doctest::Approx(3 * 0.5 * (1 + std::erf(3 / std::sqrt(2.0)))));
+  CHECK(tg::nn::GELU(true).tanh_approximation);
+}
+
+TEST_CASE("nn::GRU: PyTorch's parameter names and shapes, init bounds and spread, state in and out") {
+  tg::Generator g(6);
+  tg::nn::GRU gru(3, 8, 2, 0.0, true, g, tg::DType::F64);
+  std::vector<std::string> names;
+  for (auto& [n, t] : gru.named_parameters()) names.push_back(n);
+  CHECK(names == std::vector<std::string>{"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l1",
+                                          "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"});
+  CHECK(gru.weight_ih[0].shape() == Shape{24, 3});
+  CHECK(gru.weight_ih[1].shape() == Shape{24, 8});
+  const double bound = 1.0 / std::sqrt(8.0);
+  double lo = 1, hi = -1;
+  for (auto& p : gru.parameters())
+    for (double v : p.to_vector()) lo = std::min(lo, v), hi = std::max(hi, v);
+  CHECK(lo >= -bound);
+  CHECK(hi <= bound);
+  CHECK(lo < -0.9 * bound);
+  CHECK(hi > 0.9 * bound);
+  Tensor x = tg::randn({5, 2, 3}, g, tg::DType::F64);
+  tg::nn::GRUResult r = gru(x);
+  CHECK(r.output.shape() == Shape{5, 2, 8});
+  CHECK(r.h.shape() == Shape{2, 2, 8});
+  CHECK(r.h[1].to_vector() == r.output[4].to_vector());  // the last layer's last step
+  // carrying the state over equals running the whole sequence
+  tg::nn::GRUResult a = gru(x.slice(0, 0, 2)), b = gru(x.slice(0, 2, 5), a.h);
+  auto whole = r.output[4].to_vector(), split = b.output[2].to_vector();
+  for (size_t i = 0; i < whole.size(); ++i) CHECK(split[i] == doctest::Approx(whole[i]).epsilon(1e-12));
+  CHECK_THROWS_WITH_AS(gru(tg::zeros({5, 2, 4}, tg::DType::F64)), doctest::Contains("does not fit input_size 3"),
+                       tg::Error);
+  CHECK_THROWS_WITH_AS(gru(x, tg::zeros({1, 2, 8}, tg::DType::F64)), doctest::Contains("expected [2, 2, 8]"), tg::Error);
+}

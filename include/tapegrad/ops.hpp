@@ -73,6 +73,19 @@ Tensor max(const Tensor& x);  // gradient goes to the first maximal element
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim);  // I64, no gradient
 
+// Activations, composed of recorded ops. gelu: x Phi(x) = 0.5 x (1 + erf(x / sqrt(2))), or with
+// tanh_approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (PyTorch's approximate="tanh").
+// silu: x sigmoid(x). leaky_relu: x for x > 0, negative_slope x otherwise.
+Tensor gelu(const Tensor& x, bool tanh_approximation = false);
+Tensor silu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
+
+// Layer normalisation over the last dims of x given by normalized_shape (x [*, normalized_shape]):
+// y = (x - mean) / sqrt(var + eps) * weight + bias, biased variance; weight, bias of normalized_shape or
+// undefined (1 and 0).
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+
 // Along one dim.
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
@@ -80,6 +93,17 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // Losses. cross_entropy: logits [N,C] (float), labels [N] (I64 in [0, C)).
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, Reduction r = Reduction::Mean);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean);
+// nll_loss: log-probabilities [N, C] (log_softmax's output), labels [N] (I64 in [0, C)): reduce_i -input[i, label_i].
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, Reduction r = Reduction::Mean);
+// reduce of -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))), computed stably from the logits x; target y of x's
+// shape in [0, 1]. Gradient (sigmoid(x) - y) g.
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r = Reduction::Mean);
+// reduce |input - target|
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean);
+// d = input - target: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0: l1_loss). PyTorch's.
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean, double beta = 1.0);
+// 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) = delta * smooth_l1_loss with beta = delta.
+Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean, double delta = 1.0);
 
 // Inverted dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p);
 // the identity otherwise.
@@ -120,6 +144,17 @@ struct LstmOutput {
 };
 LstmOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                 const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor());
+
+// One GRU layer over a whole sequence, PyTorch's gate order (r, z, n) and weight layout:
+//   x [T, B, I]; h0 [B, H] (undefined: zeros); w_ih [3H, I], w_hh [3H, H]; b_ih, b_hh [3H] (or both undefined).
+//   r = sigmoid(W_ir x_t + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x_t + b_iz + W_hz h + b_hz),
+//   n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn)), h_t = (1 - z) * n + z * h.
+// Returns y [T, B, H] (every h_t) and h [B, H] (the last). Composed of recorded ops, step by step.
+struct GruOutput {
+  Tensor y, h;
+};
+GruOutput gru(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih = Tensor(),
+              const Tensor& b_hh = Tensor());
 
 // Broadcasts x to shape (recorded: the gradient is summed back).
 Tensor expand(const Tensor& x, const Shape& shape);

@@ -1,4 +1,4 @@
-// The basic layers: Linear, ReLU, Tanh, Dropout, Sequential.
+// The basic layers: Linear, the activations, LayerNorm, Dropout, Sequential.
 #pragma once
 
 #include <initializer_list>
@@ -30,6 +30,39 @@ class Tanh : public Layer {
  public:
   Tanh() : Layer("Tanh") {}
   Tensor forward(const Tensor& x) override;
+};
+
+// gelu (ops.hpp): exact by default, tanh_approximation as PyTorch's GELU(approximate="tanh").
+class GELU : public Layer {
+ public:
+  explicit GELU(bool tanh_approximation = false) : Layer("GELU"), tanh_approximation(tanh_approximation) {}
+  Tensor forward(const Tensor& x) override;
+  bool tanh_approximation;
+};
+
+class SiLU : public Layer {
+ public:
+  SiLU() : Layer("SiLU") {}
+  Tensor forward(const Tensor& x) override;
+};
+
+class LeakyReLU : public Layer {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : Layer("LeakyReLU"), negative_slope(negative_slope) {}
+  Tensor forward(const Tensor& x) override;
+  double negative_slope;
+};
+
+// Layer normalisation over the last dims, x [*, normalized_shape] (ops.hpp: layer_norm). With
+// elementwise_affine, parameters weight (1) and bias (0) of normalized_shape, as PyTorch names them.
+class LayerNorm : public Layer {
+ public:
+  explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
+                     DType dtype = DType::F32);
+  Tensor forward(const Tensor& x) override;
+  Shape normalized_shape;
+  double eps;
+  Tensor weight, bias;
 };
 
 // Inverted dropout in training, identity in evaluation. The generator must outlive the layer.
