@@ -1,6 +1,7 @@
 // Modules: registration, names, state dicts, train/eval, the layers and init.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -69,15 +70,32 @@ TEST_CASE("load_state_dict copies in place and names what does not fit") {
   CHECK_THROWS_WITH_AS(b.load_state_dict(sd2), doctest::Contains("'body.0.weight' has shape [4, 8]"), tg::Error);
 }
 
+// Values drawn from U(-bound, bound): all inside; with 200 or more of them also both ends reached (within
+// 10%: missed with probability 2 * 0.95^200 < 1e-4), mean about 0 (4 standard errors) and standard deviation
+// about bound / sqrt(3) (within 10%).
+static void check_uniform(const std::vector<double>& v, double bound, const std::string& what) {
+  CAPTURE(what);
+  double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+  CHECK(lo >= -bound);
+  CHECK(hi <= bound);
+  if (v.size() < 200) return;
+  CHECK(lo < -0.9 * bound);
+  CHECK(hi > 0.9 * bound);
+  double n = static_cast<double>(v.size()), mean = 0, sq = 0;
+  for (double x : v) mean += x / n;
+  for (double x : v) sq += (x - mean) * (x - mean) / n;
+  double sd = bound / std::sqrt(3.0);
+  CHECK(std::abs(mean) < 4 * sd / std::sqrt(n));
+  CHECK(std::sqrt(sq) == doctest::Approx(sd).epsilon(0.1));
+}
+
 TEST_CASE("Linear: PyTorch's initialisation bounds, forward shape, errors") {
   tg::Generator g(3);
   tg::nn::Linear l(100, 30, true, g);
   double bound = 1.0 / std::sqrt(100.0);
-  double mx = 0;
-  for (double v : l.weight.to_vector()) mx = std::max(mx, std::abs(v));
-  CHECK(mx <= bound);
-  CHECK(mx > 0.9 * bound);
-  for (double v : l.bias.to_vector()) CHECK(std::abs(v) <= bound);
+  check_uniform(l.weight.to_vector(), bound, "weight");
+  check_uniform(l.bias.to_vector(), bound, "bias");
+  check_uniform(tg::nn::Linear(100, 300, true, g).bias.to_vector(), bound, "bias of 300");
   CHECK(l(tg::zeros({5, 100})).shape() == Shape{5, 30});
   CHECK_THROWS_WITH_AS(l(tg::zeros({5, 99})), doctest::Contains("[5, 99]"), tg::Error);
   tg::Generator g2(3);
@@ -89,13 +107,16 @@ TEST_CASE("init functions") {
   tg::Generator g(4);
   Tensor w = tg::empty({200, 300});
   tg::nn::init::xavier_uniform_(w, 1.0, g);
-  double b = std::sqrt(6.0 / 500.0), mx = 0;
-  for (double v : w.to_vector()) mx = std::max(mx, std::abs(v));
-  CHECK(mx <= b);
+  check_uniform(w.to_vector(), std::sqrt(6.0 / 500.0), "xavier_uniform_");
+  tg::nn::init::kaiming_uniform_(w, 0.0, tg::nn::init::Nonlinearity::ReLU, g);
+  check_uniform(w.to_vector(), std::sqrt(2.0) * std::sqrt(3.0 / 300), "kaiming_uniform_");
   tg::nn::init::kaiming_normal_(w, 0.0, tg::nn::init::Nonlinearity::ReLU, g);
   double ss = 0;
   for (double v : w.to_vector()) ss += v * v;
   CHECK(std::sqrt(ss / w.numel()) == doctest::Approx(std::sqrt(2.0 / 300)).epsilon(0.03));
+  double m = 0;
+  for (double v : w.to_vector()) m += v / w.numel();
+  CHECK(std::abs(m) < 4 * std::sqrt(2.0 / 300) / std::sqrt(60000.0));  // mean 0 within 4 standard errors
   tg::nn::init::normal_(w, 1.0, 0.0, g);
   CHECK(w.to_vector()[17] == 1.0);
   CHECK(tg::nn::init::fan_in(tg::empty({8, 3, 3, 3})) == 27);
