@@ -1,6 +1,8 @@
 // The Tensor methods of the indexing block in tensor.hpp: indexing, size-1 dims, the ops of ops.hpp as
 // methods, comparisons and the in-place operators. Indexing composes slice() and reshape(), so the tape
 // records it as those.
+#include <algorithm>
+
 #include "ops/common.hpp"
 
 namespace tapegrad {
@@ -108,7 +110,7 @@ Tensor Tensor::ge(double v) const { return compare_scalar(*this, v, tapegrad::ge
 static Tensor& in_place(Tensor& t, const Tensor& o, const char* op, Tensor (*f)(const Tensor&, const Tensor&)) {
   TG_CHECK(!grad_enabled() || (!t.requires_grad() && !o.requires_grad()), op, ": in-place update of a tensor ",
            t.shape(), " that is part of a graph (", t.requires_grad() ? "it" : "the other operand",
-           " requires grad); write y = y ", op[9], " x instead, or run it under NoGradGuard");
+           " requires grad); write y = y ", op[8], " x instead, or run it under NoGradGuard");
   TG_CHECK(broadcast_shapes(t.shape(), o.shape(), op) == t.shape(), op, ": ", o.shape(),
            " does not broadcast to the updated tensor's shape ", t.shape());
   NoGradGuard no_grad;

@@ -70,6 +70,18 @@ void check_case(const Case& c) {
   }
 }
 
+// README's custom op: forward off the tape, one node recorded with record().
+Tensor cube(const Tensor& x) {
+  Tensor y;
+  {
+    tg::NoGradGuard off;
+    y = x * x * x;
+  }
+  if (tg::needs_grad({x}))
+    tg::record("cube", {x}, {y}, [x = x.detach()](const tg::Grads& g) { return tg::Grads{g[0] * x * x * 3.0}; });
+  return y;
+}
+
 Tensor labels(std::vector<int64_t> v) { return tg::from_vector(v, {static_cast<int64_t>(v.size())}); }
 
 std::vector<Case> cases() {
@@ -225,6 +237,7 @@ std::vector<Case> cases() {
        Domain::AwayFromZero},
       {"masked by a comparison", {{4, 3}}, [](V x) { return x[0] * x[0].gt(0.1) + x[0].lt(-0.1); },
        Domain::AwayFromZero},
+      {"custom op through record() (README)", {{3, 4}}, [](V x) { return cube(x[0]) * x[0]; }},
       // layers and losses composed of other ops
       {"gelu", {{3, 4}}, [](V x) { return tg::gelu(x[0]); }},
       {"gelu tanh approximation", {{3, 4}}, [](V x) { return tg::gelu(x[0], true); }},

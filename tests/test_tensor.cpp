@@ -298,7 +298,7 @@ TEST_CASE("in-place +=, -=, *=, /= outside the graph; an error inside it") {
 
   Tensor w = tg::randn({3}).requires_grad_();
   CHECK_THROWS_WITH_AS(w += tg::ones({3}), doctest::Contains("operator+=: in-place update of a tensor [3] that is "
-                                                             "part of a graph (it requires grad)"),
+                                                             "part of a graph (it requires grad); write y = y + x instead"),
                        tg::Error);
   Tensor data = tg::ones({3});
   CHECK_THROWS_WITH_AS(data *= w, doctest::Contains("the other operand requires grad"), tg::Error);
