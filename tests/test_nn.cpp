@@ -261,3 +261,19 @@ TEST_CASE("nn::GRU: PyTorch's parameter names and shapes, init bounds and spread
                        tg::Error);
   CHECK_THROWS_WITH_AS(gru(x, tg::zeros({1, 2, 8}, tg::DType::F64)), doctest::Contains("expected [2, 2, 8]"), tg::Error);
 }
+
+TEST_CASE("binary_cross_entropy_with_logits: log 2 and gradient sigmoid(0) - y at logit 0; large logits stay finite") {
+  Tensor x = tg::zeros({4}, tg::DType::F64).requires_grad_();
+  Tensor y = tg::full({4}, 0.25, tg::DType::F64);
+  Tensor loss = tg::binary_cross_entropy_with_logits(x, y);
+  CHECK(loss.item() == doctest::Approx(std::log(2.0)).epsilon(1e-15));
+  loss.backward();
+  for (double g : x.grad().to_vector()) CHECK(g == doctest::Approx((0.5 - 0.25) / 4).epsilon(1e-15));
+  Tensor big = tg::from_vector(std::vector<double>{800, -800}, {2});
+  Tensor t = tg::from_vector(std::vector<double>{0, 1}, {2});
+  CHECK(tg::binary_cross_entropy_with_logits(big, t, tg::Reduction::Sum).item() == doctest::Approx(1600));
+  CHECK_THROWS_WITH_AS(tg::nll_loss(tg::zeros({2, 3}), tg::from_vector(std::vector<int64_t>{0, 3}, {2})),
+                       doctest::Contains("nll_loss: label 3 at index 1 is out of range [0, 3)"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::l1_loss(tg::zeros({2}), tg::zeros({3})), doctest::Contains("l1_loss: input [2] and target [3]"),
+                       tg::Error);
+}
