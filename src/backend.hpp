@@ -13,8 +13,9 @@
 
 namespace tapegrad::backend {
 
-enum class Unary { Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow };
-enum class Binary { Add, Sub, Mul, Div };
+enum class Unary { Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Pow, Erf };
+// Eq .. Ge give 1 or 0 (in the operands' dtype); Masked gives a where b != 0, else exactly 0.
+enum class Binary { Add, Sub, Mul, Div, Eq, Ne, Lt, Le, Gt, Ge, Masked };
 
 // Geometry of a 2-D convolution or pooling window over NCHW tensors: x [N, C, H, W] -> y [N, K, P, Q] with
 // P = (H + 2 pad_h - R) / stride_h + 1, Q likewise (R x S the window; K = C for pooling).

@@ -245,20 +245,6 @@ Tensor& Tensor::fill_(double value) {
   return *this;
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) {
-  if (!t.defined()) return os << "Tensor(undefined)";
-  os << "Tensor(" << t.dtype() << ", " << t.shape();
-  if (t.device() == Device::CPU) {
-    auto v = t.to_vector<double>();
-    os << ", [";
-    size_t n = std::min<size_t>(v.size(), 8);
-    for (size_t i = 0; i < n; ++i) os << (i ? ", " : "") << v[i];
-    if (v.size() > n) os << ", ...";
-    os << "]";
-  }
-  return os << ")";
-}
-
 // ---- factories ------------------------------------------------------------------------------
 
 Tensor empty(const Shape& s, DType d) { return make_tensor(s, d); }

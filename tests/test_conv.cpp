@@ -2,6 +2,7 @@
 // statistics and buffers, and the errors. (Gradients are in test_grad.cpp's finite-difference table.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -139,12 +140,32 @@ TEST_CASE("batch_norm: batch statistics in training, running ones in evaluation"
   check_close(rm.to_vector(), V{0.25, 0.5});  // evaluation leaves the running statistics alone
 }
 
+// Values drawn from U(-bound, bound): all inside; with 200 or more of them also both ends reached (within
+// 10%: missed with probability 2 * 0.95^200 < 1e-4), mean about 0 (4 standard errors) and standard deviation
+// about bound / sqrt(3) (within 10%).
+static void check_uniform(const std::vector<double>& v, double bound, const std::string& what) {
+  CAPTURE(what);
+  double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+  CHECK(lo >= -bound);
+  CHECK(hi <= bound);
+  if (v.size() < 200) return;
+  CHECK(lo < -0.9 * bound);
+  CHECK(hi > 0.9 * bound);
+  double n = static_cast<double>(v.size()), mean = 0, sq = 0;
+  for (double x : v) mean += x / n;
+  for (double x : v) sq += (x - mean) * (x - mean) / n;
+  double sd = bound / std::sqrt(3.0);
+  CHECK(std::abs(mean) < 4 * sd / std::sqrt(n));
+  CHECK(std::sqrt(sq) == doctest::Approx(sd).epsilon(0.1));
+}
+
 TEST_CASE("Conv2d: PyTorch's initialisation bounds, names, forward shape") {
   tg::Generator g(1);
   tg::nn::Conv2d conv(3, 8, 3, 2, 1, true, g);
   double bound = 1 / std::sqrt(27.0);
-  for (double v : conv.weight.to_vector()) CHECK(std::abs(v) <= bound);
-  for (double v : conv.bias.to_vector()) CHECK(std::abs(v) <= bound);
+  check_uniform(conv.weight.to_vector(), bound, "weight");
+  tg::nn::Conv2d wide(3, 200, 3, 1, 0, true, g);  // enough biases to see both ends of their range
+  check_uniform(wide.bias.to_vector(), bound, "bias");
   auto names = conv.named_parameters();
   REQUIRE(names.size() == 2);
   CHECK(names[0].first == "weight");
@@ -166,7 +187,18 @@ TEST_CASE("BatchNorm2d: parameters, PyTorch's buffers, running statistics, eval"
   CHECK(bn.num_batches_tracked.item() == 1);
   auto m = tg::mean(y, {0, 2, 3}).to_vector();
   for (double v : m) CHECK(v == doctest::Approx(0).scale(1.0).epsilon(1e-5));
-  for (double v : bn.running_mean.to_vector()) CHECK(std::abs(v - 0.1) < 0.1);  // 0.1 * (about 1)
+  // running = 0.9 running + 0.1 batch statistic (unbiased variance over the 100 values of each channel)
+  auto xv = x.to_vector(), rm = bn.running_mean.to_vector(), rv = bn.running_var.to_vector();
+  for (int c = 0; c < 3; ++c) {
+    double s = 0, ss = 0;
+    for (int n = 0; n < 4; ++n)
+      for (int k = 0; k < 25; ++k) s += xv[(n * 3 + c) * 25 + k];
+    double mu = s / 100;
+    for (int n = 0; n < 4; ++n)
+      for (int k = 0; k < 25; ++k) ss += (xv[(n * 3 + c) * 25 + k] - mu) * (xv[(n * 3 + c) * 25 + k] - mu);
+    CHECK(rm[c] == doctest::Approx(0.1 * mu).epsilon(1e-5));
+    CHECK(rv[c] == doctest::Approx(0.9 + 0.1 * ss / 99).epsilon(1e-5));
+  }
   bn.eval();
   Tensor e = bn(x);
   CHECK(bn.num_batches_tracked.item() == 1);

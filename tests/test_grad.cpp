@@ -70,6 +70,18 @@ void check_case(const Case& c) {
   }
 }
 
+// README's custom op: forward off the tape, one node recorded with record().
+Tensor cube(const Tensor& x) {
+  Tensor y;
+  {
+    tg::NoGradGuard off;
+    y = x * x * x;
+  }
+  if (tg::needs_grad({x}))
+    tg::record("cube", {x}, {y}, [x = x.detach()](const tg::Grads& g) { return tg::Grads{g[0] * x * x * 3.0}; });
+  return y;
+}
+
 Tensor labels(std::vector<int64_t> v) { return tg::from_vector(v, {static_cast<int64_t>(v.size())}); }
 
 std::vector<Case> cases() {
@@ -208,6 +220,52 @@ std::vector<Case> cases() {
          Tensor logits = tg::linear(o.y.reshape({6, 3}), x[5], x[6]);
          return tg::cross_entropy(logits, labels({6, 0, 3, 3, 2, 5}));
        }},
+      // the tensor API: indexing, method forms, comparisons as masks, where, stack, 1 / x
+      {"t[i] and select", {{3, 4}}, [](V x) { return tg::concat({x[0][1], x[0].select(1, -1), x[0][2]}, 0); }},
+      {"index with slices", {{3, 4, 2}}, [](V x) { return x[0].index({tg::Slice(1), tg::Slice(0, 3), 1}); }},
+      {"unsqueeze and squeeze", {{3, 1, 2}}, [](V x) { return x[0].squeeze().unsqueeze(0) * x[0].squeeze(1); }},
+      {"stack dim 1", {{2, 3}, {2, 3}, {2, 3}}, [](V x) { return tg::stack({x[0], x[1], x[2]}, 1); }},
+      {"where (broadcast)", {{3, 4}, {4}},
+       [](V x) { return tg::where(tg::from_vector(std::vector<double>{1, 0, 1}, {3, 1}), x[0], x[1]); }},
+      {"where guarding log", {{5}}, [](V x) { return tg::where(x[0].gt(0.0), tg::log(x[0]), x[0] * 2.0); },
+       Domain::AwayFromZero},
+      {"abs", {{3, 4}}, [](V x) { return tg::abs(x[0]); }, Domain::AwayFromZero},
+      {"erf", {{3, 4}}, [](V x) { return tg::erf(x[0]); }},
+      {"1 / x", {{3, 4}}, [](V x) { return 1.0 / x[0]; }, Domain::AwayFromZero},
+      {"methods sum(dim), mean(dim), exp, pow", {{3, 4}},
+       [](V x) { return x[0].exp().sum(1) + x[0].pow(3).mean(1, false) + x[0].abs().sqrt().max(1); },
+       Domain::AwayFromZero},
+      {"masked by a comparison", {{4, 3}}, [](V x) { return x[0] * x[0].gt(0.1) + x[0].lt(-0.1); },
+       Domain::AwayFromZero},
+      {"custom op through record() (README)", {{3, 4}}, [](V x) { return cube(x[0]) * x[0]; }},
+      // layers and losses composed of other ops
+      {"gelu", {{3, 4}}, [](V x) { return tg::gelu(x[0]); }},
+      {"gelu tanh approximation", {{3, 4}}, [](V x) { return tg::gelu(x[0], true); }},
+      {"silu", {{3, 4}}, [](V x) { return tg::silu(x[0]); }},
+      {"leaky_relu", {{3, 4}}, [](V x) { return tg::leaky_relu(x[0], 0.2); }, Domain::AwayFromZero},
+      {"layer_norm last dim", {{3, 5}, {5}, {5}}, [](V x) { return tg::layer_norm(x[0], {5}, x[1], x[2]); }},
+      {"layer_norm last two dims, no affine", {{2, 3, 4}}, [](V x) { return tg::layer_norm(x[0], {3, 4}); }},
+      {"nll_loss of log_softmax", {{4, 5}},
+       [](V x) { return tg::nll_loss(tg::log_softmax(x[0], 1), labels({0, 4, 2, 2})); }},
+      {"nll_loss sum", {{3, 3}}, [](V x) { return tg::nll_loss(x[0], labels({1, 0, 2}), tg::Reduction::Sum); }},
+      {"bce with logits", {{3, 4}, {3, 4}}, [](V x) { return tg::binary_cross_entropy_with_logits(x[0], tg::sigmoid(x[1])); }},
+      {"bce with logits sum, large logits", {{6}},
+       [](V x) {
+         Tensor t = tg::from_vector(std::vector<double>{0, 1, 0.3, 1, 0, 0.5}, {6});
+         return tg::binary_cross_entropy_with_logits(x[0] * 20.0, t, tg::Reduction::Sum);
+       }},
+      {"l1_loss", {{3, 4}, {3, 4}}, [](V x) { return tg::l1_loss(x[0], x[1]); }, Domain::AwayFromZero},
+      {"smooth_l1_loss beta 0.5 (both sides)", {{4, 5}, {4, 5}},
+       [](V x) { return tg::smooth_l1_loss(x[0], x[1], tg::Reduction::Sum, 0.5); }},
+      {"huber_loss delta 0.7", {{4, 5}, {4, 5}}, [](V x) { return tg::huber_loss(x[0], x[1], tg::Reduction::Mean, 0.7); }},
+      // GRU: x [T, B, I], h0 [B, H], w_ih [3H, I], w_hh [3H, H], b_ih, b_hh [3H]; y and h both carry weight.
+      {"gru 3 steps, h0", {{3, 2, 3}, {2, 4}, {12, 3}, {12, 4}, {12}, {12}},
+       [](V x) {
+         tg::GruOutput o = tg::gru(x[0], x[1], x[2], x[3], x[4], x[5]);
+         return tg::concat({o.y.flatten(), o.h.flatten()}, 0);
+       }},
+      {"gru zero state, no bias", {{2, 3, 2}, {9, 2}, {9, 3}},
+       [](V x) { return tg::gru(x[0], Tensor(), x[1], x[2]).y; }},
       {"mlp composite", {{4, 3}, {5, 3}, {5}, {2, 5}, {2}},
        [](V x) {
          Tensor h = tg::tanh(tg::linear(x[0], x[1], x[2]));

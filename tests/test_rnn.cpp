@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -134,6 +135,25 @@ TEST_CASE("embedding: rows gathered, gradient only in the rows used, indices che
   CHECK(emb(tg::from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {2, 3})).shape() == Shape{2, 3, 4});
 }
 
+// Values drawn from U(-bound, bound): all inside; with 200 or more of them also both ends reached (within
+// 10%: missed with probability 2 * 0.95^200 < 1e-4), mean about 0 (4 standard errors) and standard deviation
+// about bound / sqrt(3) (within 10%).
+static void check_uniform(const std::vector<double>& v, double bound, const std::string& what) {
+  CAPTURE(what);
+  double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+  CHECK(lo >= -bound);
+  CHECK(hi <= bound);
+  if (v.size() < 200) return;
+  CHECK(lo < -0.9 * bound);
+  CHECK(hi > 0.9 * bound);
+  double n = static_cast<double>(v.size()), mean = 0, sq = 0;
+  for (double x : v) mean += x / n;
+  for (double x : v) sq += (x - mean) * (x - mean) / n;
+  double sd = bound / std::sqrt(3.0);
+  CHECK(std::abs(mean) < 4 * sd / std::sqrt(n));
+  CHECK(std::sqrt(sq) == doctest::Approx(sd).epsilon(0.1));
+}
+
 TEST_CASE("nn::LSTM: PyTorch's parameter names, shapes and init bounds; state in and out") {
   tg::Generator gen(3);
   tg::nn::LSTM lstm(6, 8, 3, 0.0, true, gen);
@@ -149,8 +169,7 @@ TEST_CASE("nn::LSTM: PyTorch's parameter names, shapes and init bounds; state in
   CHECK(named[11].first == "bias_hh_l2");
   CHECK(lstm.num_parameters() == (32 * 6 + 32 * 8 + 64) + 2 * (32 * 8 + 32 * 8 + 64));
   const double bound = 1.0 / std::sqrt(8.0);
-  for (auto& [name, p] : named)
-    for (double v : p.to_vector()) CHECK_MESSAGE(std::abs(v) <= bound, name);
+  for (auto& [name, p] : named) check_uniform(p.to_vector(), bound, name);
 
   Tensor x = tg::randn({5, 2, 6}, gen);
   tg::nn::LSTMResult zero = lstm(x);

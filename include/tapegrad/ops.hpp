@@ -26,6 +26,8 @@ Tensor pow(const Tensor& x, double exponent);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+Tensor abs(const Tensor& x);  // gradient sign(x), 0 at 0 (PyTorch's)
+Tensor erf(const Tensor& x);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -38,11 +40,27 @@ inline Tensor operator-(double a, const Tensor& b) { return add(neg(b), a); }
 inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
 inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+Tensor operator/(double a, const Tensor& b);  // a / b elementwise (1.0 / x)
 inline Tensor operator-(const Tensor& x) { return neg(x); }
+
+// Comparisons, broadcasting: masks of 1 and 0 (no gradient) in the inputs' float dtype; i64 inputs (labels,
+// argmax) are compared exactly and give an f32 mask. NaN compares as IEEE says (only ne is true).
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+// out = cond != 0 ? a : b, broadcasting all three; exact (the other branch's NaN or Inf does not leak in).
+// cond is a mask of any dtype; the gradient reaches a where cond holds and b elsewhere.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// The tensors (same shape) joined along a new dim: [*] x n -> [..., n at dim, ...] (recorded).
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim = 0);
 
 // Matrix products. matmul: [M,K] x [K,N] -> [M,N]; [B,M,K] x [B,K,N] -> [B,M,N]; a 3-D operand with a
 // 2-D one shares the 2-D matrix across the batch. linear: x [N,in], weight [out,in], bias [out] or
-// undefined -> x weight^T + bias [N,out], one fused op (the Linear layer's).
+// undefined -> x weight^T + bias [N,out], one fused op (the Linear layer's); x [*, in] of another rank has
+// its leading dims flattened and restored ([B, T, in] -> [B, T, out], [in] -> [out]), as PyTorch.
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
@@ -55,6 +73,19 @@ Tensor max(const Tensor& x);  // gradient goes to the first maximal element
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim);  // I64, no gradient
 
+// Activations, composed of recorded ops. gelu: x Phi(x) = 0.5 x (1 + erf(x / sqrt(2))), or with
+// tanh_approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (PyTorch's approximate="tanh").
+// silu: x sigmoid(x). leaky_relu: x for x > 0, negative_slope x otherwise.
+Tensor gelu(const Tensor& x, bool tanh_approximation = false);
+Tensor silu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
+
+// Layer normalisation over the last dims of x given by normalized_shape (x [*, normalized_shape]):
+// y = (x - mean) / sqrt(var + eps) * weight + bias, biased variance; weight, bias of normalized_shape or
+// undefined (1 and 0).
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+
 // Along one dim.
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
@@ -62,6 +93,17 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // Losses. cross_entropy: logits [N,C] (float), labels [N] (I64 in [0, C)).
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, Reduction r = Reduction::Mean);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean);
+// nll_loss: log-probabilities [N, C] (log_softmax's output), labels [N] (I64 in [0, C)): reduce_i -input[i, label_i].
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, Reduction r = Reduction::Mean);
+// reduce of -(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))), computed stably from the logits x; target y of x's
+// shape in [0, 1]. Gradient (sigmoid(x) - y) g.
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r = Reduction::Mean);
+// reduce |input - target|
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean);
+// d = input - target: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0: l1_loss). PyTorch's.
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean, double beta = 1.0);
+// 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) = delta * smooth_l1_loss with beta = delta.
+Tensor huber_loss(const Tensor& input, const Tensor& target, Reduction r = Reduction::Mean, double delta = 1.0);
 
 // Inverted dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p);
 // the identity otherwise.
@@ -102,6 +144,17 @@ struct LstmOutput {
 };
 LstmOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                 const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor());
+
+// One GRU layer over a whole sequence, PyTorch's gate order (r, z, n) and weight layout:
+//   x [T, B, I]; h0 [B, H] (undefined: zeros); w_ih [3H, I], w_hh [3H, H]; b_ih, b_hh [3H] (or both undefined).
+//   r = sigmoid(W_ir x_t + b_ir + W_hr h + b_hr), z = sigmoid(W_iz x_t + b_iz + W_hz h + b_hz),
+//   n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn)), h_t = (1 - z) * n + z * h.
+// Returns y [T, B, H] (every h_t) and h [B, H] (the last). Composed of recorded ops, step by step.
+struct GruOutput {
+  Tensor y, h;
+};
+GruOutput gru(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih = Tensor(),
+              const Tensor& b_hh = Tensor());
 
 // Broadcasts x to shape (recorded: the gradient is summed back).
 Tensor expand(const Tensor& x, const Shape& shape);

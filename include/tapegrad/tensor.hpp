@@ -62,6 +62,23 @@ void manual_seed(uint64_t seed);
 struct Storage;
 struct Node;
 
+// One entry of Tensor::index(): an integer picks one position and drops the dim (negative counts from the
+// end); a Slice keeps the dim with the positions [start, stop), clamped to the dim as Python's a[start:stop]
+// (negative values count from the end). Slice() is the whole dim.
+struct Slice {
+  int64_t start = 0, stop = INT64_MAX;
+  Slice() = default;
+  Slice(int64_t start_, int64_t stop_ = INT64_MAX) : start(start_), stop(stop_) {}
+};
+struct TensorIndex {
+  TensorIndex(int64_t i) : index(i) {}
+  TensorIndex(int i) : index(i) {}
+  TensorIndex(Slice s) : is_slice(true), slice(s) {}
+  bool is_slice = false;
+  int64_t index = 0;
+  Slice slice;
+};
+
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   int64_t offset = 0;  // in elements
@@ -121,6 +138,65 @@ class Tensor {
   // In-place, outside autograd (optimizers, init, loading): the storage changes, the history does not.
   Tensor& copy_(const Tensor& src);  // same shape; converts dtype
   Tensor& fill_(double value);
+
+  // ---- Indexing and method forms (src/tensor_api.cpp) ---------------------------------------------------
+  // The functions of ops.hpp as methods, recorded on the tape as those are. Indexing copies (as slice()).
+  Tensor operator[](int64_t i) const { return select(0, i); }  // t[i]: the i-th entry of dim 0, that dim dropped
+  Tensor select(int64_t dim, int64_t i) const;                 // negative i counts from the end
+  Tensor index(const std::vector<TensorIndex>& idx) const;     // t.index({Slice(1, 3), 0}): leading dims, rest kept
+  Tensor unsqueeze(int64_t dim) const;                         // a size-1 dim inserted at dim (shares storage)
+  Tensor squeeze() const;                                      // every size-1 dim dropped (shares storage)
+  Tensor squeeze(int64_t dim) const;                           // that dim dropped if it has size 1
+  Tensor expand(const Shape& s) const;
+
+  Tensor sum() const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor sum(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor mean(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor max() const;
+  Tensor max(int64_t dim, bool keepdim = false) const;
+  Tensor argmax(int64_t dim) const;
+
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor abs() const;
+  Tensor pow(double exponent) const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
+  Tensor matmul(const Tensor& other) const;
+
+  // Comparisons, broadcasting: masks of 1 and 0 in the inputs' float dtype (f32 for i64 inputs), no gradient.
+  Tensor eq(const Tensor& o) const;
+  Tensor ne(const Tensor& o) const;
+  Tensor lt(const Tensor& o) const;
+  Tensor le(const Tensor& o) const;
+  Tensor gt(const Tensor& o) const;
+  Tensor ge(const Tensor& o) const;
+  Tensor eq(double v) const;
+  Tensor ne(double v) const;
+  Tensor lt(double v) const;
+  Tensor le(double v) const;
+  Tensor gt(double v) const;
+  Tensor ge(double v) const;
+
+  // In place, for tensors outside a graph (accumulators, statistics, parameters under NoGradGuard): an Error
+  // when recording is on and either side requires grad. The other side broadcasts to this tensor's shape.
+  // A tensor saved by an earlier op for its backward must not be changed before that backward runs.
+  Tensor& operator+=(const Tensor& o);
+  Tensor& operator-=(const Tensor& o);
+  Tensor& operator*=(const Tensor& o);
+  Tensor& operator/=(const Tensor& o);
+  Tensor& operator+=(double v);
+  Tensor& operator-=(double v);
+  Tensor& operator*=(double v);
+  Tensor& operator/=(double v);
+  // ---------------------------------------------------------------------------------------------------------
 
   TensorImpl& impl() const;
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }

@@ -197,6 +197,7 @@ void unary(Unary op, const Tensor& x, Tensor& y, double param) {
       case Unary::Tanh: map1(px, py, n, [](T v) { return std::tanh(v); }); break;
       case Unary::Sigmoid: map1(px, py, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); }); break;
       case Unary::Relu: map1(px, py, n, [](T v) { return v > T(0) ? v : T(0); }); break;
+      case Unary::Erf: map1(px, py, n, [](T v) { return std::erf(v); }); break;
       case Unary::Pow: {
         T p = static_cast<T>(param);
         if (param == 2.0) map1(px, py, n, [](T v) { return v * v; });
@@ -225,6 +226,7 @@ void unary_backward(Unary op, const Tensor& g, const Tensor& x, const Tensor& y,
       case Unary::Tanh: run(ptr<T>(y), [](T gv, T yv) { return gv * (T(1) - yv * yv); }); break;
       case Unary::Sigmoid: run(ptr<T>(y), [](T gv, T yv) { return gv * yv * (T(1) - yv); }); break;
       case Unary::Relu: run(ptr<T>(y), [](T gv, T yv) { return yv > T(0) ? gv : T(0); }); break;
+      case Unary::Erf: run(ptr<T>(x), [](T gv, T xv) { return gv * T(M_2_SQRTPI) * std::exp(-xv * xv); }); break;
       case Unary::Pow: {
         T p = static_cast<T>(param);
         run(ptr<T>(x), [p](T gv, T xv) { return gv * p * std::pow(xv, p - T(1)); });
@@ -241,6 +243,13 @@ void binary(Binary op, const Tensor& a, const Tensor& b, Tensor& out) {
       case Binary::Sub: binary_typed<T>(a, b, out, [](T u, T v) { return u - v; }); break;
       case Binary::Mul: binary_typed<T>(a, b, out, [](T u, T v) { return u * v; }); break;
       case Binary::Div: binary_typed<T>(a, b, out, [](T u, T v) { return u / v; }); break;
+      case Binary::Eq: binary_typed<T>(a, b, out, [](T u, T v) { return T(u == v); }); break;
+      case Binary::Ne: binary_typed<T>(a, b, out, [](T u, T v) { return T(u != v); }); break;
+      case Binary::Lt: binary_typed<T>(a, b, out, [](T u, T v) { return T(u < v); }); break;
+      case Binary::Le: binary_typed<T>(a, b, out, [](T u, T v) { return T(u <= v); }); break;
+      case Binary::Gt: binary_typed<T>(a, b, out, [](T u, T v) { return T(u > v); }); break;
+      case Binary::Ge: binary_typed<T>(a, b, out, [](T u, T v) { return T(u >= v); }); break;
+      case Binary::Masked: binary_typed<T>(a, b, out, [](T u, T v) { return v != T(0) ? u : T(0); }); break;
     }
   });
 }

@@ -23,7 +23,10 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t stride_, int64_t padd
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  TG_CHECK(x.dim() == 4 && x.size(1) == in_channels, "Conv2d(", in_channels, ", ", out_channels, ", kernel_size=",
+  TG_CHECK(x.defined() && x.dim() == 4, "Conv2d(", in_channels, ", ", out_channels, ", kernel_size=", kernel_size,
+           "): expected a 4-D input [N, ", in_channels, ", H, W], got ", x.defined() ? x.dim() : 0, "-D ",
+           x.defined() ? to_string(x.shape()) : "undefined", x.defined() && x.dim() == 3 ? " (add the batch dim: x.unsqueeze(0))" : "");
+  TG_CHECK(x.size(1) == in_channels, "Conv2d(", in_channels, ", ", out_channels, ", kernel_size=",
            kernel_size, "): input ", x.shape(), " does not have ", in_channels, " channels (expected [N, ",
            in_channels, ", H, W])");
   return conv2d(x, weight, bias, stride, padding);
@@ -41,6 +44,8 @@ BatchNorm2d::BatchNorm2d(int64_t c, double eps_, double momentum_, DType dtype)
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  TG_CHECK(x.defined() && x.dim() == 4, "BatchNorm2d(", num_features, "): expected a 4-D input [N, ", num_features,
+           ", H, W], got ", x.defined() ? x.dim() : 0, "-D ", x.defined() ? to_string(x.shape()) : "undefined");
   TG_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d(", num_features, "): input ", x.shape(),
            " does not fit (expected [N, ", num_features, ", H, W])");
   if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1);

@@ -1,27 +1,40 @@
 // Module: named registration, traversal, state dicts, train/eval.
 #include "tapegrad/nn/module.hpp"
 
+#include <cxxabi.h>
+
 #include <set>
+#include <typeinfo>
 
 #include "tapegrad/autograd.hpp"
 
 namespace tapegrad::nn {
 
+std::string Module::type_name() const {
+  if (!type_name_.empty()) return type_name_;
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
+  std::string full = status == 0 ? demangled : typeid(*this).name();
+  std::free(demangled);
+  size_t cut = full.rfind("::", full.find('<'));  // "ns::Net<a::b>" -> "Net<a::b>"
+  return cut == std::string::npos ? full : full.substr(cut + 2);
+}
+
 void Module::check_name(const std::string& name) const {
-  TG_CHECK(!name.empty() && name.find('.') == std::string::npos, type_name_, ": invalid name '", name,
+  TG_CHECK(!name.empty() && name.find('.') == std::string::npos, type_name(), ": invalid name '", name,
            "' (non-empty, no '.')");
   auto taken = [&](const auto& list) {
     for (auto& [n, _] : list)
       if (n == name) return true;
     return false;
   };
-  TG_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), type_name_, ": name '", name,
+  TG_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), type_name(), ": name '", name,
            "' is already registered");
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
   check_name(name);
-  TG_CHECK(t.defined() && t.is_leaf(), type_name_, ": parameter '", name, "' must be a defined leaf tensor");
+  TG_CHECK(t.defined() && t.is_leaf(), type_name(), ": parameter '", name, "' must be a defined leaf tensor");
   t.requires_grad_(requires_grad);
   params_.emplace_back(name, t);
   return t;
@@ -29,14 +42,14 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, bool requir
 
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   check_name(name);
-  TG_CHECK(t.defined(), type_name_, ": buffer '", name, "' is undefined");
+  TG_CHECK(t.defined(), type_name(), ": buffer '", name, "' is undefined");
   buffers_.emplace_back(name, t);
   return t;
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
   check_name(name);
-  TG_CHECK(m != nullptr, type_name_, ": submodule '", name, "' is null");
+  TG_CHECK(m != nullptr, type_name(), ": submodule '", name, "' is null");
   m->train(training_);
   children_.emplace_back(name, std::move(m));
 }
@@ -84,15 +97,15 @@ void Module::load_state_dict(const TensorDict& dict, bool strict) {
     if (!dict.count(n)) missing += (missing.empty() ? "" : ", ") + n;
   for (auto& [n, _] : dict)
     if (!own.count(n)) unexpected += (unexpected.empty() ? "" : ", ") + n;
-  TG_CHECK(!strict || (missing.empty() && unexpected.empty()), type_name_, ".load_state_dict: ",
+  TG_CHECK(!strict || (missing.empty() && unexpected.empty()), type_name(), ".load_state_dict: ",
            missing.empty() ? "" : "missing keys: " + missing, missing.empty() || unexpected.empty() ? "" : "; ",
            unexpected.empty() ? "" : "unexpected keys: " + unexpected);
   for (auto& [n, t] : own) {
     auto it = dict.find(n);
     if (it == dict.end()) continue;
-    TG_CHECK(it->second.shape() == t.shape(), type_name_, ".load_state_dict: '", n, "' has shape ",
+    TG_CHECK(it->second.shape() == t.shape(), type_name(), ".load_state_dict: '", n, "' has shape ",
              it->second.shape(), ", the module expects ", t.shape());
-    TG_CHECK(it->second.dtype() == t.dtype(), type_name_, ".load_state_dict: '", n, "' has dtype ",
+    TG_CHECK(it->second.dtype() == t.dtype(), type_name(), ".load_state_dict: '", n, "' has dtype ",
              it->second.dtype(), ", the module expects ", t.dtype());
   }
   NoGradGuard guard;
@@ -100,6 +113,23 @@ void Module::load_state_dict(const TensorDict& dict, bool strict) {
     auto it = dict.find(n);
     if (it != dict.end()) Tensor(t).copy_(it->second);
   }
+}
+
+void Module::collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module*>>& out) {
+  out.emplace_back(prefix, this);
+  for (auto& [n, c] : children_) c->collect_modules(prefix.empty() ? n : prefix + "." + n, out);
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules() {
+  std::vector<std::pair<std::string, Module*>> out;
+  collect_modules("", out);
+  return out;
+}
+
+Module& Module::apply(const std::function<void(Module&)>& fn) {
+  for (auto& [_, c] : children_) c->apply(fn);
+  fn(*this);
+  return *this;
 }
 
 void Module::train(bool on) {
@@ -124,6 +154,24 @@ void Module::to(DType d) {
   for (auto& [_, t] : params_) convert(t);
   for (auto& [_, t] : buffers_) convert(t);
   for (auto& [_, c] : children_) c->to(d);
+}
+
+ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) : Module("ModuleList") {
+  for (auto& m : modules) push_back(m);
+}
+
+void ModuleList::push_back(std::shared_ptr<Module> m) {
+  register_module(std::to_string(modules_.size()), m);
+  modules_.push_back(std::move(m));
+}
+
+const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
+  TG_CHECK(i < modules_.size(), "ModuleList: index ", i, " is out of range (", modules_.size(), " modules)");
+  return modules_[i];
+}
+
+void ModuleList::throw_wrong_type(size_t i) const {
+  TG_FAIL("ModuleList: module ", i, " is a ", modules_[i]->type_name(), ", not the type asked for");
 }
 
 }  // namespace tapegrad::nn

@@ -71,6 +71,49 @@ LSTMResult LSTM::forward(const Tensor& x, const LSTMState& state) {
   return {h, {L == 1 ? hs[0] : concat(hs, 0), L == 1 ? cs[0] : concat(cs, 0)}};
 }
 
+GRU::GRU(int64_t in, int64_t hidden, int64_t layers, double p, bool bias, Generator& gen, DType dtype)
+    : Module("GRU"), input_size(in), hidden_size(hidden), num_layers(layers), dropout(p), gen_(&gen) {
+  TG_CHECK(in > 0 && hidden > 0 && layers > 0, "GRU: input_size, hidden_size and num_layers must be positive, got ",
+           in, ", ", hidden, ", ", layers);
+  TG_CHECK(p >= 0.0 && p < 1.0, "GRU: dropout must be in [0, 1), got ", p);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden));
+  auto param = [&](const std::string& name, const Shape& s) {
+    Tensor t = register_parameter(name, empty(s, dtype));
+    init::uniform_(t, -bound, bound, gen);
+    return t;
+  };
+  for (int64_t k = 0; k < layers; ++k) {
+    const std::string l = "_l" + std::to_string(k);
+    weight_ih.push_back(param("weight_ih" + l, {3 * hidden, k == 0 ? in : hidden}));
+    weight_hh.push_back(param("weight_hh" + l, {3 * hidden, hidden}));
+    if (bias) {
+      bias_ih.push_back(param("bias_ih" + l, {3 * hidden}));
+      bias_hh.push_back(param("bias_hh" + l, {3 * hidden}));
+    }
+  }
+}
+
+GRUResult GRU::forward(const Tensor& x, const Tensor& h0) {
+  TG_CHECK(x.defined() && x.dim() == 3 && x.size(2) == input_size, "GRU: input ",
+           x.defined() ? to_string(x.shape()) : "undefined", " does not fit input_size ", input_size,
+           " (expected [T, B, ", input_size, "])");
+  const int64_t B = x.size(1), H = hidden_size, L = num_layers;
+  if (h0.defined())
+    TG_CHECK((h0.shape() == Shape{L, B, H}), "GRU: initial state ", h0.shape(), " does not fit ", L, " layers, batch ",
+             B, " and hidden size ", H, " (expected [", L, ", ", B, ", ", H, "])");
+  Tensor y = x;
+  std::vector<Tensor> hs;
+  for (int64_t k = 0; k < L; ++k) {
+    if (k > 0) y = tapegrad::dropout(y, dropout, is_training(), *gen_);
+    const bool bias = !bias_ih.empty();
+    GruOutput o = gru(y, h0.defined() ? h0[k] : Tensor(), weight_ih[k], weight_hh[k], bias ? bias_ih[k] : Tensor(),
+                      bias ? bias_hh[k] : Tensor());
+    y = o.y;
+    hs.push_back(o.h);
+  }
+  return {y, stack(hs, 0)};
+}
+
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   TG_CHECK(max_norm > 0 && std::isfinite(max_norm), "clip_grad_norm: max_norm must be > 0 and finite, got ",
            max_norm);

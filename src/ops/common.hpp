@@ -11,6 +11,13 @@ namespace tapegrad {
 // A new tensor with t's shape, dtype and device.
 inline Tensor new_like(const Tensor& t) { return make_tensor(t.shape(), t.dtype(), t.device()); }
 
+// A shape-[] tensor holding v, with t's dtype and device (scalar operands of broadcasting ops).
+inline Tensor scalar_like(const Tensor& t, double v) {
+  Tensor s = make_tensor({}, t.dtype(), t.device());
+  backend::fill(s, v);
+  return s;
+}
+
 // g summed down to `shape` (the inverse of broadcasting); g itself when the shapes already agree.
 inline Tensor reduce_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;

@@ -100,7 +100,7 @@ static Tensor unary_op(Unary op, const char* name, const Tensor& x, double param
   Tensor y = new_like(x);
   backend::unary(op, x, y, param);
   if (needs_grad({x})) {
-    bool from_x = op == Unary::Log || op == Unary::Pow;
+    bool from_x = op == Unary::Log || op == Unary::Pow || op == Unary::Erf;
     Tensor saved = from_x ? x.detach() : y.detach();
     record(name, {x}, {y}, [op, param, from_x, saved](const Grads& g) {
       Tensor gx = new_like(g[0]);
@@ -118,6 +118,53 @@ Tensor pow(const Tensor& x, double e) { return unary_op(Unary::Pow, "pow", x, e)
 Tensor tanh(const Tensor& x) { return unary_op(Unary::Tanh, "tanh", x); }       // dx = g (1 - y^2)
 Tensor sigmoid(const Tensor& x) { return unary_op(Unary::Sigmoid, "sigmoid", x); }  // dx = g y (1 - y)
 Tensor relu(const Tensor& x) { return unary_op(Unary::Relu, "relu", x); }       // dx = g [y > 0]
+Tensor erf(const Tensor& x) { return unary_op(Unary::Erf, "erf", x); }          // dx = g 2/sqrt(pi) exp(-x^2)
+// |x| = relu(x) + relu(-x);  dx = g sign(x), 0 at 0 (both relus are flat there)
+Tensor abs(const Tensor& x) { return add(relu(x), relu(neg(x))); }
+
+// a / b with a scalar a, as a shape-[] tensor on b's device;  db = -g out / b (div's)
+Tensor operator/(double a, const Tensor& b) {
+  check_float(b, "div");
+  return div(scalar_like(b, a), b);
+}
+
+// ---- comparisons and where (no gradient through the mask) ------------------------------------
+
+static Tensor compare(Binary op, const char* name, const Tensor& a, const Tensor& b) {
+  TG_CHECK(a.defined() && b.defined(), name, ": undefined tensor");
+  if (a.dtype() == DType::I64 || b.dtype() == DType::I64) {  // labels: exact in f64 below 2^53
+    TG_CHECK(a.dtype() == b.dtype(), name, ": dtype mismatch: ", a.dtype(), " ", a.shape(), " vs ", b.dtype(), " ",
+             b.shape());
+    return compare(op, name, a.to(DType::F64), b.to(DType::F64)).to(DType::F32);
+  }
+  NoGradGuard no_grad;  // a mask is a constant
+  return binary_forward(op, name, a.detach(), b.detach());
+}
+Tensor eq(const Tensor& a, const Tensor& b) { return compare(Binary::Eq, "eq", a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare(Binary::Ne, "ne", a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare(Binary::Lt, "lt", a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare(Binary::Le, "le", a, b); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare(Binary::Gt, "gt", a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare(Binary::Ge, "ge", a, b); }
+
+// out = masked(a, c) + masked(b, !c), each exactly 0 off its side;  da = masked(g, c), db = masked(g, !c),
+// each summed to its input's shape. Saves the two masks (in a's dtype).
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_float(a, "where");
+  check_float(b, "where");
+  TG_CHECK(cond.defined(), "where: undefined condition");
+  broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");  // names all three
+  Tensor c = cond.detach().to(a.dtype());
+  Tensor not_c = eq(c, scalar_like(c, 0.0));
+  Tensor on_a = binary_forward(Binary::Masked, "where", a, c), on_b = binary_forward(Binary::Masked, "where", b, not_c);
+  Tensor out = binary_forward(Binary::Add, "where", on_a, on_b);  // the broadcast of all three
+  if (needs_grad({a, b}))
+    record("where", {a, b}, {out}, [c, not_c, sa = a.shape(), sb = b.shape()](const Grads& g) {
+      return Grads{reduce_to(binary_forward(Binary::Masked, "where", g[0], c), sa),
+                   reduce_to(binary_forward(Binary::Masked, "where", g[0], not_c), sb)};
+    });
+  return out;
+}
 
 // out = x broadcast to shape;  dx = g summed back to x's shape
 Tensor expand(const Tensor& x, const Shape& shape) {

@@ -50,7 +50,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return c;
 }
 
-// y [N,out] = x [N,in] W^T + b;  dx = g W, dW = g^T x, db = sum over rows of g
+// y [N,out] = x [N,in] W^T + b;  dx = g W, dW = g^T x, db = sum over rows of g.
+// x [*, in] with other ranks: the leading dims flattened into N, and back (reshapes, recorded).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_float(x, "linear");
   check_float(weight, "linear");
@@ -58,8 +59,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_same_device(x, weight, "linear");
   TG_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", weight.shape());
   int64_t out_f = weight.size(0), in_f = weight.size(1);
+  if (x.dim() != 2 && x.dim() >= 1 && x.size(-1) == in_f) {
+    Shape out = x.shape();
+    out.back() = out_f;
+    return linear(x.reshape({-1, in_f}), weight, bias).reshape(out);
+  }
   TG_CHECK(x.dim() == 2 && x.size(1) == in_f, "linear: input ", x.shape(), " does not fit weight ", weight.shape(),
-           " (expected [N, ", in_f, "])");
+           " (expected [*, ", in_f, "])");
   if (bias.defined()) {
     check_same_dtype(x, bias, "linear");
     TG_CHECK(bias.shape() == Shape{out_f}, "linear: bias ", bias.shape(), " does not fit weight ", weight.shape(),

@@ -82,4 +82,45 @@ LstmOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
   return out;
 }
 
+// One GRU layer, composed of recorded ops (the tape differentiates it step by step; no backend kernel).
+// x [T, B, I], h0 [B, H] or undefined; w_ih [3H, I], w_hh [3H, H], b_ih, b_hh [3H], gate rows r, z, n.
+//   gi = x w_ih^T + b_ih [T, B, 3H] (one product for the sequence);  per step gh = h w_hh^T + b_hh [B, 3H]
+//   r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), n = tanh(gi_n + r gh_n), h = n + z (h - n)
+GruOutput gru(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+              const Tensor& b_hh) {
+  check_float(x, "gru");
+  TG_CHECK(x.dim() == 3 && x.size(0) > 0 && x.size(1) > 0, "gru: input must be [T, B, I] with T, B > 0, got ",
+           x.shape());
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  TG_CHECK(w_hh.defined() && w_hh.dim() == 2 && w_hh.size(0) == 3 * w_hh.size(1) && w_hh.size(1) > 0,
+           "gru: weight_hh must be [3H, H], got ", w_hh.defined() ? to_string(w_hh.shape()) : "undefined");
+  const int64_t H = w_hh.size(1);
+  TG_CHECK(w_ih.defined() && (w_ih.shape() == Shape{3 * H, I}), "gru: weight_ih ",
+           w_ih.defined() ? to_string(w_ih.shape()) : "undefined", " does not fit input ", x.shape(),
+           " and weight_hh ", w_hh.shape(), " (expected [", 3 * H, ", ", I, "])");
+  TG_CHECK(b_ih.defined() == b_hh.defined(), "gru: bias_ih and bias_hh must be both given or both undefined");
+  if (b_ih.defined())
+    TG_CHECK(b_ih.shape() == Shape{3 * H} && b_hh.shape() == Shape{3 * H}, "gru: biases ", b_ih.shape(), " and ",
+             b_hh.shape(), " must be [", 3 * H, "] (hidden size ", H, ")");
+  if (h0.defined())
+    TG_CHECK((h0.shape() == Shape{B, H}), "gru: initial state ", h0.shape(), " does not fit input ", x.shape(),
+             " and hidden size ", H, " (expected [", B, ", ", H, "])");
+  for (const Tensor* t : {&w_ih, &w_hh, &b_ih, &b_hh, &h0})
+    if (t->defined()) check_same_dtype(x, *t, "gru");
+
+  Tensor gi = linear(x, w_ih, b_ih);
+  Tensor h = h0.defined() ? h0 : zeros({B, H}, x.dtype());
+  std::vector<Tensor> ys;
+  for (int64_t t = 0; t < T; ++t) {
+    Tensor gh = linear(h, w_hh, b_hh), git = gi[t];
+    auto part = [H](const Tensor& g, int64_t q) { return g.slice(1, q * H, (q + 1) * H); };
+    Tensor r = sigmoid(part(git, 0) + part(gh, 0));
+    Tensor z = sigmoid(part(git, 1) + part(gh, 1));
+    Tensor n = tanh(part(git, 2) + r * part(gh, 2));
+    h = n + z * (h - n);
+    ys.push_back(h);
+  }
+  return {stack(ys, 0), h};
+}
+
 }  // namespace tapegrad

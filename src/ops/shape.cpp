@@ -124,6 +124,18 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   return y;
 }
 
+// y = the tensors (one shape) joined along a new dim;  each dx = its slice of g (through concat)
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
+  TG_CHECK(!ts.empty(), "stack: no tensors given");
+  int64_t d = normalize_dim(dim, ts[0].dim() + 1, "stack");
+  std::vector<Tensor> parts;
+  for (const Tensor& t : ts) {
+    TG_CHECK(t.shape() == ts[0].shape(), "stack: shapes ", ts[0].shape(), " and ", t.shape(), " differ");
+    parts.push_back(t.unsqueeze(d));
+  }
+  return concat(parts, d);
+}
+
 void set_num_threads(int n) { backend::set_num_threads(n); }
 int num_threads() { return backend::num_threads(); }
 

@@ -51,4 +51,28 @@ class LSTM : public Module {
   Generator* gen_;
 };
 
+struct GRUResult {
+  Tensor output;  // [T, B, H]: the last layer's h_t at every step
+  Tensor h;       // the final h of every layer, [num_layers, B, H]
+};
+
+// A stack of num_layers GRU layers (ops.hpp: gru), sequence-first x [T, B, input_size], initial state h
+// [num_layers, B, H] or undefined (zeros). Parameters per layer k, registered in this order: weight_ih_l<k>
+// [3H, in_k], weight_hh_l<k> [3H, H], bias_ih_l<k> [3H], bias_hh_l<k> [3H] (when bias), all ~ U(-1/sqrt(H),
+// 1/sqrt(H)); gate rows r, z, n, as torch.nn.GRU. Dropout between layers in training, as LSTM.
+class GRU : public Module {
+ public:
+  GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, double dropout = 0.0, bool bias = true,
+      Generator& gen = default_generator(), DType dtype = DType::F32);
+  GRUResult forward(const Tensor& x, const Tensor& h = Tensor());
+  GRUResult operator()(const Tensor& x, const Tensor& h = Tensor()) { return forward(x, h); }
+
+  int64_t input_size, hidden_size, num_layers;
+  double dropout;
+  std::vector<Tensor> weight_ih, weight_hh, bias_ih, bias_hh;  // per layer (biases empty without bias)
+
+ private:
+  Generator* gen_;
+};
+
 }  // namespace tapegrad::nn
