@@ -126,4 +126,19 @@ void Module::to(DType d) {
   for (auto& [_, c] : children_) c->to(d);
 }
 
+void Module::to(Device d) {
+  auto move = [d](Tensor& t) {
+    if (t.device() == d) return;
+    Tensor c = t.detach().to(d);
+    TensorImpl& impl = t.impl();  // swap the data under the same handle: optimizers keep theirs
+    if (impl.grad) impl.grad = Tensor(impl.grad).to(d).impl_ptr();
+    impl.storage = c.impl().storage;
+    impl.offset = c.impl().offset;
+    impl.device = d;
+  };
+  for (auto& [_, t] : params_) move(t);
+  for (auto& [_, t] : buffers_) move(t);
+  for (auto& [_, c] : children_) c->to(d);
+}
+
 }  // namespace tapegrad::nn
