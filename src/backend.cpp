@@ -5,6 +5,7 @@
 
 #include "cpu/cpu.hpp"
 #include "internal.hpp"
+#include "tapegrad_config.h"
 #if TG_CUDA
 #include "cuda/cuda.hpp"
 #endif

@@ -12,6 +12,7 @@
 
 #include "backend.hpp"
 #include "internal.hpp"
+#include "tapegrad_config.h"
 #if TG_CUDA
 #include "cuda/runtime.hpp"
 #endif
@@ -52,6 +53,10 @@ bool cuda_available() {
   return false;
 #endif
 }
+
+static std::atomic<bool> g_allow_tf32{false};
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
 
 void synchronize(Device d) {
 #if TG_CUDA
@@ -168,7 +173,10 @@ Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
 }
 Storage::~Storage() {
 #if TG_CUDA
-  if (device == Device::CUDA) return cuda::release(data, bytes);
+  if (device == Device::CUDA) {
+    cuda::release(data, bytes);
+    return;
+  }
 #endif
   cache_of(device).put(data, rounded(bytes));
 }

@@ -36,6 +36,9 @@ std::ostream& operator<<(std::ostream& os, Device d);
 Device device_from_name(const std::string& s);  // "cpu", "cuda", "test"; anything else throws
 bool cuda_available();                          // a CUDA build with at least one GPU
 void synchronize(Device d);                     // waits for d's queued work (CUDA); a no-op elsewhere
+// CUDA f32 matrix products are exact FP32 unless TF32 tensor cores (about 1e-3 relative) are allowed.
+void set_allow_tf32(bool on);
+bool allow_tf32();
 
 // What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
 // zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.
