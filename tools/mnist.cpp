@@ -47,6 +47,7 @@ struct Config : CommonConfig {
   std::string dataset = "auto";
   int64_t train_limit = 0;
   int64_t test_limit = 0;
+  std::string device = "cpu";
 };
 
 // The paper's MNIST when --data holds it, else Fashion-MNIST, said loudly.
@@ -68,6 +69,9 @@ int run(const Config& c) {
   TG_CHECK(c.hidden >= 1, "--hidden ", c.hidden, ": must be at least 1");
   TG_CHECK(c.batch >= 1, "--batch ", c.batch, ": must be at least 1");
   TG_CHECK(c.train_limit >= 0 && c.test_limit >= 0, "--train-limit/--test-limit must be >= 0");
+  const Device dev = device_from_name(c.device);
+  TG_CHECK(dev != Device::CUDA || cuda_available(), "--device cuda: no CUDA device (no GPU here, or a build without "
+           "-Dcuda=enabled)");
   const std::vector<RunSpec> runs = parse_runs(c.optim, paper_runs());
   {  // check every spec before the first epoch, so a typo in the last one does not cost the others' time
     models::MLP probe(4, 2, 2);
@@ -108,20 +112,24 @@ int run(const Config& c) {
   ex.summary_fields = {{"dataset_title", data.title}, {"data_dir", data.dir},  {"train_samples", train.size()},
                        {"test_samples", test.size()}, {"hidden", c.hidden},    {"batch", c.batch}};
   ex.steps_per_epoch = train_loader.num_batches();
-  ex.make_model = [&](Generator& init) -> nn::Module& { return model.emplace(features, c.hidden, 10, init); };
+  ex.make_model = [&](Generator& init) -> nn::Module& {
+    model.emplace(features, c.hidden, 10, init);  // initialised on the CPU (the same weights on every device)
+    model->to(dev);
+    return *model;
+  };
   ex.begin_epoch = [&](int64_t epoch) { train_loader.set_epoch(epoch); };
   ex.step = [&](int64_t, int64_t b) {
     const datasets::Batch batch = train_loader.batch(b);
-    const Tensor logits = (*model)(batch.x);
-    return StepResult{cross_entropy(logits, batch.y), batch.y.size(0), count_correct(logits, batch.y)};
+    const Tensor logits = (*model)(batch.x.to(dev));  // batches are made on the host
+    return StepResult{cross_entropy(logits, batch.y.to(dev)), batch.y.size(0), count_correct(logits, batch.y)};
   };
   ex.evaluate = [&] {
     double loss_sum = 0.0;
     int64_t correct = 0;
     for (int64_t b = 0; b < test_loader.num_batches(); ++b) {
       const datasets::Batch batch = test_loader.batch(b);
-      const Tensor logits = (*model)(batch.x);
-      loss_sum += cross_entropy(logits, batch.y, Reduction::Sum).item();
+      const Tensor logits = (*model)(batch.x.to(dev));
+      loss_sum += cross_entropy(logits, batch.y.to(dev), Reduction::Sum).item();
       correct += count_correct(logits, batch.y);
     }
     const double n = static_cast<double>(test_loader.num_samples());
@@ -150,5 +158,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)");
   app.add_option("--test-limit", c.test_limit, "use only the first N test images (0: all)");
+  app.add_option("--device", c.device, "cpu, cuda, or test (the CPU kernels under the test device's tag: tests)")
+      ->capture_default_str();
   return main_of("mnist", app, argc, argv, [&] { return run(c); });
 }
