@@ -24,6 +24,9 @@ static void check_operand(const char* kernel, Device dev, const Tensor& t) {
 static void check_operand(const char* kernel, Device dev, const LstmWeights& w) {
   for (const Tensor* t : {&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh}) check_operand(kernel, dev, *t);
 }
+static void check_operand(const char* kernel, Device dev, const std::vector<Tensor>& ts) {
+  for (const Tensor& t : ts) check_operand(kernel, dev, t);
+}
 template <class T>
 static void check_operand(const char*, Device, const T&) {}  // not a tensor
 template <class... A>

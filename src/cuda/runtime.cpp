@@ -35,8 +35,10 @@ void require_device(const char* what) {
 cudaStream_t stream() {
   static cudaStream_t s = [] {
     require_device("cuda stream");
+    // A blocking stream: work queued on the legacy default stream (by a library or a kernel that does not
+    // take ours) is still ordered with it.
     cudaStream_t st;
-    TG_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    TG_CUDA_CHECK(cudaStreamCreate(&st));
     return st;
   }();
   return s;
