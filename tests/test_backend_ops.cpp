@@ -219,6 +219,16 @@ TEST_CASE("embedding, dropout, gradient clipping (sum_squares), fill") {
   }
 }
 
+TEST_CASE("bad labels and indices: an error naming the value (on CUDA at the next host wait), then work goes on") {
+  Tensor logits = tg::randn({3, 5}, g_device), w = tg::randn({4, 2}, g_device);
+  Tensor labels = tg::from_vector({1, 7, 0}, {3}, g_device), idx = tg::from_vector({0, -1}, {2}, g_device);
+  CHECK_THROWS_WITH_AS(tg::cross_entropy(logits, labels).item(), doctest::Contains("label 7 at "), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::embedding(w, idx).to_vector(), doctest::Contains("index -1 at "), tg::Error);
+  Tensor good = tg::from_vector({1, 4, 0}, {3}, g_device);
+  const double got = tg::cross_entropy(logits, good).item(), ref = tg::cross_entropy(logits.cpu(), good.cpu()).item();
+  CHECK(std::abs(got - ref) <= 1e-5 * std::max(1.0, std::abs(ref)));
+}
+
 int main(int argc, char** argv) {
   const char* env = std::getenv("TG_TEST_DEVICE");
   g_device = tg::device_from_name(env ? env : "test");
