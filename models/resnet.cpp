@@ -31,7 +31,7 @@ Tensor BasicBlock::forward(const Tensor& x) {
   if (kind_ == Shortcut::ZeroPad && (stride_ != 1 || in_planes_ != planes_)) {
     // x[:, :, ::stride, ::stride] with planes/4 zero channels on each side (option A).
     Tensor sub = stride_ != 1 ? max_pool2d(x, 1, stride_) : x;
-    Tensor pad = zeros({sub.size(0), planes_ / 4, sub.size(2), sub.size(3)}, sub.dtype());
+    Tensor pad = zeros({sub.size(0), planes_ / 4, sub.size(2), sub.size(3)}, {sub.dtype(), sub.device()});
     skip = concat({pad, sub, pad}, 1);
   } else {
     skip = shortcut->forward(x);

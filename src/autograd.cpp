@@ -179,7 +179,7 @@ static bool run_node(Node& node) {
                              [](const Tensor& t) { return t.defined(); });
   if (!reached) return false;
   for (size_t k = 0; k < node.grad_outputs.size(); ++k)
-    if (!node.grad_outputs[k].defined()) node.grad_outputs[k] = zeros(node.output_shapes[k], node.dtype);
+    if (!node.grad_outputs[k].defined()) node.grad_outputs[k] = zeros(node.output_shapes[k], {node.dtype, node.device});
   Grads gin = node.backward(node.grad_outputs);
   TG_CHECK(gin.size() == node.inputs.size(), "backward of '", node.name, "' returned ", gin.size(),
            " gradients for ", node.inputs.size(), " inputs");
@@ -211,9 +211,10 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& y = outputs[i];
     const Tensor& g = grad_outputs[i];
-    TG_CHECK(g.defined() && g.shape() == y.shape() && g.dtype() == y.dtype(), "backward: gradient ",
-             g.defined() ? g.dtype() : y.dtype(), " ", g.defined() ? to_string(g.shape()) : "undefined",
-             " does not match the output ", y.dtype(), " ", y.shape());
+    TG_CHECK(g.defined() && g.shape() == y.shape() && g.dtype() == y.dtype() && g.device() == y.device(),
+             "backward: gradient ", g.defined() ? g.dtype() : y.dtype(), " ",
+             g.defined() ? to_string(g.shape()) : "undefined", " on ", g.defined() ? g.device() : y.device(),
+             " does not match the output ", y.dtype(), " ", y.shape(), " on ", y.device());
     TensorImpl& impl = y.impl();
     if (impl.grad_fn) {
       TG_CHECK(!impl.grad_fn->released, "backward: the graph of this tensor (op '", impl.grad_fn->name,

@@ -1,8 +1,14 @@
-// The facade's dispatch: each kernel goes to the twin of its tensors' device. This build has the CPU
-// twin only; the CUDA twin (src/cuda/) plugs in here without touching ops, modules or optimizers.
+// The facade's dispatch: each kernel goes to the twin of its tensors' device after checking that every
+// operand is there. The test device runs the CPU twin under its own tag; the CUDA twin (src/cuda/) plugs in
+// here in a CUDA build, without touching ops, modules or optimizers.
 #include "backend.hpp"
 
 #include "cpu/cpu.hpp"
+#include "internal.hpp"
+#include "tapegrad_config.h"
+#if TG_CUDA
+#include "cuda/cuda.hpp"
+#endif
 
 namespace tapegrad::backend {
 
@@ -10,10 +16,45 @@ namespace tapegrad::backend {
   TG_FAIL(kernel, ": no ", dev, " backend in this build (configure with -Dcuda=enabled on a CUDA machine)");
 }
 
+// Every defined tensor among a kernel's operands is on dev: a mix is an error, never a wrong result.
+static void check_operand(const char* kernel, Device dev, const Tensor& t) {
+  TG_CHECK(!t.defined() || t.device() == dev, kernel, ": operands on different devices: ", dev, " and ",
+           t.device(), " (a tensor of shape ", to_string(t.shape()), "); move them with to(Device) first");
+}
+static void check_operand(const char* kernel, Device dev, const LstmWeights& w) {
+  for (const Tensor* t : {&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh}) check_operand(kernel, dev, *t);
+}
+static void check_operand(const char* kernel, Device dev, const std::vector<Tensor>& ts) {
+  for (const Tensor& t : ts) check_operand(kernel, dev, t);
+}
+template <class T>
+static void check_operand(const char*, Device, const T&) {}  // not a tensor
+template <class... A>
+static void check_devices(const char* kernel, Device dev, const A&... args) {
+  (check_operand(kernel, dev, args), ...);
+}
+
+#if TG_CUDA
+#define TG_CUDA_CASE(kernel, ...) \
+  if (dev_ == Device::CUDA) {     \
+    KernelScope scope;            \
+    return cuda::kernel(__VA_ARGS__); \
+  }
+#else
+#define TG_CUDA_CASE(kernel, ...)
+#endif
+
 #define TG_DISPATCH(kernel, dev, ...)                                   \
   do {                                                                  \
-    if ((dev) == Device::CPU) return cpu::kernel(__VA_ARGS__);          \
-    no_backend(#kernel, dev);                                           \
+    const Device dev_ = (dev);                                          \
+    check_devices(#kernel, dev_, __VA_ARGS__);                          \
+    if (dev_ == Device::CPU) return cpu::kernel(__VA_ARGS__);           \
+    if (dev_ == Device::Test) {                                         \
+      KernelScope scope;                                                \
+      return cpu::kernel(__VA_ARGS__);                                  \
+    }                                                                   \
+    TG_CUDA_CASE(kernel, __VA_ARGS__)                                   \
+    no_backend(#kernel, dev_);                                          \
   } while (0)
 
 void unary(Unary op, const Tensor& x, Tensor& y, double param) { TG_DISPATCH(unary, x.device(), op, x, y, param); }
@@ -55,7 +96,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tenso
                             double factor, Tensor& glogits) {
   TG_DISPATCH(cross_entropy_backward, logits.device(), logits, lse, labels, g, factor, glogits);
 }
-void dropout_mask(double p, Generator& gen, Tensor& mask) { TG_DISPATCH(dropout_mask, mask.device(), p, gen, mask); }
+void dropout_mask(double p, uint64_t seed, Tensor& mask) { TG_DISPATCH(dropout_mask, mask.device(), p, seed, mask); }
 void argmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, Tensor& out) {
   TG_DISPATCH(argmax, x.device(), x, outer, n, inner, out);
 }

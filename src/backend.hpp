@@ -1,6 +1,7 @@
-// The backend facade: one declaration per kernel with its contract. Ops call only these; each dispatches
-// on the device of its tensors to the cpu:: twin (src/cpu/) or, in a CUDA build, the cuda:: twin
-// (src/cuda/, a later issue). An unsupported device or dtype throws and names the kernel, device, dtype.
+// The backend facade: one declaration per kernel with its contract. Ops call only these; each checks that
+// its tensors share one device and dispatches to that device's twin: cpu:: (src/cpu/, also for the test
+// device) or, in a CUDA build, cuda:: (src/cuda/). An unsupported device or dtype throws and names the
+// kernel, device, dtype.
 //
 // Contracts shared by all kernels: outputs are preallocated by the caller, contiguous, with the shape
 // and dtype stated; inputs and outputs share one device and (unless stated) one float dtype; outputs

@@ -18,6 +18,18 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
+// Marks the running of a kernel on a device other than the CPU (the facade opens it): inside, raw_data()
+// hands out that device's memory; outside, it throws.
+struct KernelScope {
+  KernelScope();
+  ~KernelScope();
+  KernelScope(const KernelScope&) = delete;
+  KernelScope& operator=(const KernelScope&) = delete;
+};
+
+// bytes from src on src_dev to dst on dst_dev (host <-> CUDA: waits when the destination is the host).
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+
 // A new contiguous tensor with uninitialised data.
 Tensor make_tensor(const Shape& s, DType d, Device dev = Device::CPU);
 // A new tensor aliasing t's storage with another shape (same numel), no history.

@@ -119,15 +119,16 @@ void remove_stale_temporaries(const std::string& path) {
   }
 }
 
-void save_safetensors(const std::string& path, const TensorDict& tensors, const Metadata& meta) {
+void save_safetensors(const std::string& path, const TensorDict& given, const Metadata& meta) {
   remove_stale_temporaries(path);
+  TensorDict tensors;  // the file holds host bytes: device tensors are copied to the CPU first
+  for (auto& [name, t] : given) tensors[name] = t.defined() && t.device() != Device::CPU ? t.detach().cpu() : t;
   static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
   nlohmann::ordered_json header;
   if (!meta.empty()) header["__metadata__"] = meta;
   uint64_t offset = 0;
   for (auto& [name, t] : tensors) {
     TG_CHECK(t.defined(), "save_safetensors '", path, "': tensor '", name, "' is undefined");
-    TG_CHECK(t.device() == Device::CPU, "save_safetensors '", path, "': tensor '", name, "' is on ", t.device());
     uint64_t bytes = static_cast<uint64_t>(t.numel()) * size_of(t.dtype());
     header[name] = {{"dtype", st_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;

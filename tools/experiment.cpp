@@ -193,8 +193,9 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
 }
 
 StepResult classify_batch(const Forward& model, const datasets::Batch& batch) {
-  const Tensor logits = model(batch.x);  // [B, classes]
-  return StepResult{cross_entropy(logits, batch.y), batch.y.size(0), count_correct(logits, batch.y)};
+  const Tensor logits = model(batch.x);  // [B, classes], on the model's device
+  return StepResult{cross_entropy(logits, batch.y.to(logits.device())), batch.y.size(0),
+                    count_correct(logits, batch.y)};
 }
 
 json evaluate_classifier(const Forward& model, const datasets::DataLoader& loader, const std::string& prefix) {
@@ -203,7 +204,7 @@ json evaluate_classifier(const Forward& model, const datasets::DataLoader& loade
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
     const datasets::Batch batch = loader.batch(b);
     const Tensor logits = model(batch.x);
-    loss_sum += cross_entropy(logits, batch.y, Reduction::Sum).item();
+    loss_sum += cross_entropy(logits, batch.y.to(logits.device()), Reduction::Sum).item();
     correct += count_correct(logits, batch.y);
   }
   const double n = static_cast<double>(loader.num_samples());
@@ -248,7 +249,7 @@ namespace {
 // The name of the first parameter whose gradient holds a NaN or Inf, or "" when all are finite.
 std::string first_nonfinite_grad(const std::vector<std::pair<std::string, Tensor>>& named) {
   for (const auto& [name, p] : named) {
-    const Tensor g = p.grad();
+    const Tensor g = p.grad().defined() ? p.grad().cpu() : Tensor();  // the check reads host memory
     if (!g.defined()) continue;
     // An element is NaN or Inf when its exponent bits are all ones: an integer test the compiler vectorises
     // (this runs every step over every gradient, 4.3M elements for the small language model).

@@ -47,6 +47,7 @@ struct Config : CommonConfig {
   std::string dataset = "auto";
   int64_t train_limit = 0;
   int64_t test_limit = 0;
+  std::string device = "cpu";
 };
 
 // The paper's MNIST when --data holds it, else Fashion-MNIST, said loudly.
@@ -68,6 +69,9 @@ int run(const Config& c) {
   TG_CHECK(c.hidden >= 1, "--hidden ", c.hidden, ": must be at least 1");
   TG_CHECK(c.batch >= 1, "--batch ", c.batch, ": must be at least 1");
   TG_CHECK(c.train_limit >= 0 && c.test_limit >= 0, "--train-limit/--test-limit must be >= 0");
+  const Device dev = device_from_name(c.device);
+  TG_CHECK(dev != Device::CUDA || cuda_available(), "--device cuda: no CUDA device (no GPU here, or a build without "
+           "-Dcuda=enabled)");
   const std::vector<RunSpec> runs = parse_runs(c.optim, paper_runs());
   if (check_runs(c, runs)) return 0;  // --check-optim
 
@@ -97,7 +101,7 @@ int run(const Config& c) {
   if (val) val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = 1000, .shuffle = false, .drop_last = false,
                                                              .seed = 0, .mean = stats.mean, .std = stats.std});
   std::optional<models::MLP> model;
-  const Forward forward = [&](const Tensor& x) { return (*model)(x); };
+  const Forward forward = [&](const Tensor& x) { return (*model)(x.to(dev)); };  // batches are made on the host
 
   Experiment ex;
   ex.name = "mnist";
@@ -114,7 +118,11 @@ int run(const Config& c) {
                        {"test_samples", test.size()}, {"hidden", c.hidden},    {"batch", c.batch}};
   if (val) ex.summary_fields["val_samples"] = val->size();
   ex.steps_per_epoch = train_loader.num_batches();
-  ex.make_model = [&](Generator& init) -> nn::Module& { return model.emplace(features, c.hidden, 10, init); };
+  ex.make_model = [&](Generator& init) -> nn::Module& {
+    model.emplace(features, c.hidden, 10, init);  // initialised on the CPU (the same weights on every device)
+    model->to(dev);
+    return *model;
+  };
   ex.begin_epoch = [&](int64_t epoch) { train_loader.set_epoch(epoch); };
   ex.step = [&](int64_t, int64_t b) { return classify_batch(forward, train_loader.batch(b)); };
   ex.evaluate = [&] {
@@ -145,5 +153,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--train-limit", c.train_limit, "use only the first N training images (0: all)");
   app.add_option("--test-limit", c.test_limit, "use only the first N test images (0: all)");
+  app.add_option("--device", c.device, "cpu, cuda, or test (the CPU kernels under the test device's tag: tests)")
+      ->capture_default_str();
   return main_of("mnist", app, argc, argv, [&] { return run(c); });
 }

@@ -20,7 +20,9 @@
 namespace tapegrad {
 
 enum class DType { F32, F64, I64 };
-enum class Device { CPU, CUDA };
+// Test is for tests only: the CPU kernels under their own tag and memory, so that a tensor that silently
+// lands on the CPU (or host code reading device memory) fails a test on machines without a GPU.
+enum class Device { CPU, CUDA, Test };
 
 using Shape = std::vector<int64_t>;
 
@@ -31,6 +33,22 @@ int64_t numel(const Shape& s);
 std::string to_string(const Shape& s);  // "[3, 4]"
 std::ostream& operator<<(std::ostream& os, DType d);
 std::ostream& operator<<(std::ostream& os, Device d);
+Device device_from_name(const std::string& s);  // "cpu", "cuda", "test"; anything else throws
+bool cuda_available();                          // a CUDA build with at least one GPU
+void synchronize(Device d);                     // waits for d's queued work (CUDA); a no-op elsewhere
+// CUDA f32 matrix products are exact FP32 unless TF32 tensor cores (about 1e-3 relative) are allowed.
+void set_allow_tf32(bool on);
+bool allow_tf32();
+
+// What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
+// zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.
+struct TensorOptions {
+  DType dtype = DType::F32;
+  Device device = Device::CPU;
+  TensorOptions() = default;
+  TensorOptions(DType d, Device dev = Device::CPU) : dtype(d), device(dev) {}
+  TensorOptions(Device dev) : device(dev) {}
+};
 
 template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
@@ -106,12 +124,13 @@ class Tensor {
   Device device() const { return impl().device; }
   uint64_t id() const { return impl().id; }
 
-  // Raw element access (CPU tensors). Throws when T does not match the dtype.
+  // Raw element access: CPU tensors only (and the kernels of other devices). Throws when T does not match
+  // the dtype or the tensor is elsewhere: copy it with cpu() first.
   template <class T> T* data() { check_access(dtype_of<T>()); return static_cast<T*>(raw_data()); }
   template <class T> const T* data() const { check_access(dtype_of<T>()); return static_cast<const T*>(raw_data()); }
   void* raw_data() const;
-  template <class T = double> std::vector<T> to_vector() const;  // converts from the dtype
-  double item() const;  // a one-element tensor's value
+  template <class T = double> std::vector<T> to_vector() const;  // converts from the dtype; waits for the device
+  double item() const;  // a one-element tensor's value; waits for the device
 
   // Autograd.
   bool requires_grad() const;
@@ -134,9 +153,12 @@ class Tensor {
   Tensor slice(int64_t dim, int64_t start, int64_t end) const;  // [start, end) along dim
   Tensor clone() const;
   Tensor to(DType d) const;
+  Tensor to(Device d) const;  // a copy on d (this tensor when already there); gradients flow back
+  Tensor cpu() const { return to(Device::CPU); }
+  Tensor cuda() const { return to(Device::CUDA); }
 
   // In-place, outside autograd (optimizers, init, loading): the storage changes, the history does not.
-  Tensor& copy_(const Tensor& src);  // same shape; converts dtype
+  Tensor& copy_(const Tensor& src);  // same numel; converts dtype, copies across devices
   Tensor& fill_(double value);
 
   // ---- Indexing and method forms (src/tensor_api.cpp) ---------------------------------------------------
@@ -208,22 +230,32 @@ class Tensor {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
-// Factories. dtype defaults to F32; all tensors start on the CPU.
-Tensor empty(const Shape& s, DType d = DType::F32);
-Tensor zeros(const Shape& s, DType d = DType::F32);
-Tensor ones(const Shape& s, DType d = DType::F32);
-Tensor full(const Shape& s, double value, DType d = DType::F32);
-Tensor zeros_like(const Tensor& t);
+// Factories: F32 on the CPU unless the options say otherwise. Random numbers are drawn on the host, so
+// every device gets the same values from the same generator state.
+Tensor empty(const Shape& s, TensorOptions o = {});
+Tensor zeros(const Shape& s, TensorOptions o = {});
+Tensor ones(const Shape& s, TensorOptions o = {});
+Tensor full(const Shape& s, double value, TensorOptions o = {});
+Tensor zeros_like(const Tensor& t);  // t's shape, dtype and device
 Tensor ones_like(const Tensor& t);
-Tensor arange(double start, double end, double step = 1.0, DType d = DType::F32);
-Tensor arange(int64_t n, DType d = DType::F32);
-Tensor rand(const Shape& s, Generator& g = default_generator(), DType d = DType::F32);   // U[0,1)
-Tensor randn(const Shape& s, Generator& g = default_generator(), DType d = DType::F32);  // N(0,1)
-Tensor randint(int64_t high, const Shape& s, Generator& g = default_generator());        // I64 in [0, high)
-Tensor from_vector(const std::vector<float>& v, const Shape& s);
-Tensor from_vector(const std::vector<double>& v, const Shape& s);
-Tensor from_vector(const std::vector<int64_t>& v, const Shape& s);
-Tensor scalar(double value, DType d = DType::F32);  // shape []
+Tensor arange(double start, double end, double step = 1.0, TensorOptions o = {});
+Tensor arange(int64_t n, TensorOptions o = {});
+Tensor rand(const Shape& s, Generator& g = default_generator(), TensorOptions o = {});   // U[0,1)
+Tensor rand(const Shape& s, TensorOptions o);
+Tensor randn(const Shape& s, Generator& g = default_generator(), TensorOptions o = {});  // N(0,1)
+Tensor randn(const Shape& s, TensorOptions o);
+Tensor randint(int64_t high, const Shape& s, Generator& g = default_generator(), Device dev = Device::CPU);  // I64 [0, high)
+Tensor randint(int64_t high, const Shape& s, Device dev);
+Tensor from_vector(const std::vector<float>& v, const Shape& s, Device dev = Device::CPU);
+Tensor from_vector(const std::vector<double>& v, const Shape& s, Device dev = Device::CPU);
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& s, Device dev = Device::CPU);
+// from_vector({1.0, 2.0}, {2}): the literal's type picks the dtype (double: F64, float: F32, integers: I64).
+template <class T>
+Tensor from_vector(std::initializer_list<T> v, const Shape& s, Device dev = Device::CPU) {
+  if constexpr (std::is_integral_v<T>) return from_vector(std::vector<int64_t>(v.begin(), v.end()), s, dev);
+  else return from_vector(std::vector<T>(v), s, dev);
+}
+Tensor scalar(double value, TensorOptions o = {});  // shape []
 
 // Concatenation along dim (recorded on the tape).
 Tensor concat(const std::vector<Tensor>& ts, int64_t dim);

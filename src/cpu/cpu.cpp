@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "../internal.hpp"
+#include "../philox.hpp"
 #include "parallel.hpp"
 #include "sgemm.hpp"
 
@@ -579,11 +580,13 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tenso
   });
 }
 
-void dropout_mask(double p, Generator& gen, Tensor& mask) {
+void dropout_mask(double p, uint64_t seed, Tensor& mask) {
   dispatch_float(mask.dtype(), "dropout", [&]<class T>() {
     T* pm = ptr<T>(mask);
     T keep = static_cast<T>(1.0 / (1.0 - p));
-    for (int64_t i = 0; i < mask.numel(); ++i) pm[i] = gen.uniform() < p ? T(0) : keep;
+    parallel_for(mask.numel(), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) pm[i] = philox_uniform(seed, static_cast<uint64_t>(i)) < p ? T(0) : keep;
+    });
   });
 }
 

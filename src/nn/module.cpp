@@ -156,6 +156,21 @@ void Module::to(DType d) {
   for (auto& [_, c] : children_) c->to(d);
 }
 
+void Module::to(Device d) {
+  auto move = [d](Tensor& t) {
+    if (t.device() == d) return;
+    Tensor c = t.detach().to(d);
+    TensorImpl& impl = t.impl();  // swap the data under the same handle: optimizers keep theirs
+    if (impl.grad) impl.grad = Tensor(impl.grad).to(d).impl_ptr();
+    impl.storage = c.impl().storage;
+    impl.offset = c.impl().offset;
+    impl.device = d;
+  };
+  for (auto& [_, t] : params_) move(t);
+  for (auto& [_, t] : buffers_) move(t);
+  for (auto& [_, c] : children_) c->to(d);
+}
+
 ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) : Module("ModuleList") {
   for (auto& m : modules) push_back(m);
 }

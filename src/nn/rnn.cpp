@@ -118,15 +118,16 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   TG_CHECK(max_norm > 0 && std::isfinite(max_norm), "clip_grad_norm: max_norm must be > 0 and finite, got ",
            max_norm);
   NoGradGuard no_grad;
-  double sum = 0.0;
-  Tensor part = make_tensor({}, DType::F64);
+  // The sum stays on the gradients' device; the host waits once, for the total.
+  Tensor sum;
   for (const Tensor& p : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    Tensor part = make_tensor({}, DType::F64, g.device());
     backend::sum_squares(g, part);
-    sum += *part.data<double>();
+    sum = sum.defined() ? add(sum, part) : part;
   }
-  const double total = std::sqrt(sum);
+  const double total = sum.defined() ? std::sqrt(sum.item()) : 0.0;
   const double coef = max_norm / (total + 1e-6);
   if (std::isfinite(total) && coef < 1.0)
     for (const Tensor& p : params) {

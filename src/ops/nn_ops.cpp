@@ -133,7 +133,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   TG_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return x;
   Tensor mask = new_like(x);
-  backend::dropout_mask(p, gen, mask);
+  backend::dropout_mask(p, gen.next_u64(), mask);  // one draw per mask: the key of its counter-based stream
   return mul(x, mask);
 }
 

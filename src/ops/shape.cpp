@@ -81,7 +81,7 @@ Tensor Tensor::slice(int64_t dim_, int64_t start, int64_t end) const {
   backend::copy_block_from(*this, a.outer, n, start, a.inner, y, end - start);
   if (needs_grad({*this}))
     record("slice", {*this}, {y}, [a, start, sx = shape()](const Grads& g) {
-      Tensor gx = zeros(sx, g[0].dtype());
+      Tensor gx = zeros(sx, {g[0].dtype(), g[0].device()});
       backend::copy_block(g[0], a.outer, g[0].numel() / (a.outer * a.inner), a.inner, gx, a.n, start);
       return Grads{gx};
     });

@@ -78,6 +78,8 @@ class Module {
   void zero_grad();
   // Converts every float parameter and buffer to dtype, in place (handles stay valid); i64 counters stay.
   void to(DType d);
+  // Moves every parameter and buffer (and their gradients) to device d, in place (handles stay valid).
+  void to(Device d);
 
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> m);

@@ -1,0 +1,247 @@
+// The backend parity harness (in the style of ggml's test-backend-ops): every op with a device twin runs on
+// random inputs, for several shapes (broadcast, transposed, batched), in f32 and f64, forward and backward, on
+// the CPU and on the device under test; outputs and input gradients must agree: f64 to 1e-12 relative, f32 to
+// 1e-5, reductions with a bound that grows with the number of terms.
+//
+// The device comes from TG_TEST_DEVICE (cuda or test). On cuda without a GPU it is SKIPPED (exit 77, "no CUDA
+// device"); on the test device (the CPU kernels under another tag) it checks the harness itself in CI.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+
+#include "tapegrad/nn/utils.hpp"
+#include "tapegrad/tapegrad.hpp"
+
+namespace tg = tapegrad;
+using tg::Device;
+using tg::DType;
+using tg::Shape;
+using tg::Tensor;
+
+namespace {
+
+Device g_device = Device::Test;
+
+// Inputs: each a shape, and the domain its values are drawn from.
+enum class Domain { Normal, Positive, Labels };
+struct Input {
+  Shape shape;
+  Domain domain = Domain::Normal;
+  int64_t classes = 0;  // Labels: I64 in [0, classes)
+};
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+struct Case {
+  std::string name;
+  std::vector<Input> inputs;
+  Fn f;
+  double terms = 1;  // the longest sum behind one output element: the bound grows with it
+};
+
+// a matches the reference b: |a - b| <= tol * terms * max(1, |b|) everywhere (NaNs must match too).
+bool close(const std::vector<double>& a, const std::vector<double>& b, double tol, std::string& why) {
+  if (a.size() != b.size()) {
+    why = std::to_string(a.size()) + " vs " + std::to_string(b.size()) + " elements";
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    bool ok = std::isnan(b[i]) ? std::isnan(a[i]) : std::abs(a[i] - b[i]) <= tol * std::max(1.0, std::abs(b[i]));
+    if (!ok) {
+      why = "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::vector<Tensor> make_inputs(const Case& c, DType d, uint64_t seed) {
+  tg::Generator g(seed);
+  std::vector<Tensor> in;
+  for (const Input& i : c.inputs) {
+    if (i.domain == Domain::Labels) in.push_back(tg::randint(i.classes, i.shape, g));
+    else if (i.domain == Domain::Positive) in.push_back(tg::add(tg::rand(i.shape, g, d), 0.5));
+    else in.push_back(tg::randn(i.shape, g, d));
+  }
+  return in;
+}
+
+// Runs c on dev from the same inputs: the output and each float input's gradient, as host vectors.
+std::vector<std::vector<double>> run(const Case& c, DType d, Device dev, uint64_t seed) {
+  std::vector<Tensor> in;
+  for (Tensor& t : make_inputs(c, d, seed)) {
+    Tensor m = t.to(dev);
+    if (m.dtype() != DType::I64) m.requires_grad_();
+    in.push_back(m);
+  }
+  Tensor y = c.f(in);
+  std::vector<std::vector<double>> out{y.to_vector()};
+  if (y.dtype() == DType::I64 || !y.requires_grad()) return out;
+  tg::Generator g(seed + 1);
+  y.backward(tg::randn(y.shape(), g, y.dtype()).to(dev));
+  for (Tensor& t : in)
+    if (t.dtype() != DType::I64) out.push_back(t.grad().defined() ? t.grad().to_vector() : std::vector<double>{});
+  return out;
+}
+
+void check(const Case& c) {
+  for (DType d : {DType::F32, DType::F64}) {
+    const double tol = (d == DType::F64 ? 1e-12 : 1e-5) * c.terms;
+    for (uint64_t seed : {1u, 2u}) {
+      auto ref = run(c, d, Device::CPU, seed), got = run(c, d, g_device, seed);
+      REQUIRE(ref.size() == got.size());
+      for (size_t k = 0; k < ref.size(); ++k) {
+        std::string why;
+        CHECK_MESSAGE(close(got[k], ref[k], tol, why), c.name, " ", tg::name(d), " seed ", seed,
+                      k == 0 ? " output" : " gradient of input " + std::to_string(k - 1), ": ", why);
+      }
+    }
+  }
+}
+
+Tensor first(const std::vector<Tensor>& x) { return x[0]; }
+
+}  // namespace
+
+TEST_CASE("the comparison catches a wrong element and a missing NaN") {
+  std::string why;
+  CHECK(close({1.0, 2.0}, {1.0, 2.0 + 1e-13}, 1e-12, why));
+  CHECK_FALSE(close({1.0, 2.0}, {1.0, 2.0 + 1e-9}, 1e-12, why));
+  CHECK(why.find("element 1") == 0);
+  CHECK_FALSE(close({1.0, 0.0}, {1.0, NAN}, 1e-12, why));
+}
+
+TEST_CASE("unary ops and affine") {
+  const std::vector<Shape> shapes{{7}, {3, 5}, {2, 3, 4}};
+  for (const Shape& s : shapes) {
+    check({"exp", {{s}}, [](auto& x) { return tg::exp(x[0]); }});
+    check({"log", {{s, Domain::Positive}}, [](auto& x) { return tg::log(x[0]); }});
+    check({"sqrt", {{s, Domain::Positive}}, [](auto& x) { return tg::sqrt(x[0]); }});
+    check({"tanh", {{s}}, [](auto& x) { return tg::tanh(x[0]); }});
+    check({"sigmoid", {{s}}, [](auto& x) { return tg::sigmoid(x[0]); }});
+    check({"relu", {{s}}, [](auto& x) { return tg::relu(x[0]); }});
+    check({"pow 2", {{s}}, [](auto& x) { return tg::pow(x[0], 2.0); }});
+    check({"pow 1.5", {{s, Domain::Positive}}, [](auto& x) { return tg::pow(x[0], 1.5); }});
+    check({"affine", {{s}}, [](auto& x) { return x[0] * 2.5 + 1.0; }});
+  }
+}
+
+TEST_CASE("binary ops with broadcasting (the gradients reduce with sum_to)") {
+  const std::vector<std::pair<Shape, Shape>> pairs{
+      {{4, 5}, {4, 5}}, {{4, 5}, {5}}, {{3, 1, 5}, {4, 1}}, {{2, 3, 4}, {}}, {{1}, {6, 7}}, {{5, 1}, {1, 6}}};
+  for (auto& [a, b] : pairs) {
+    double terms = static_cast<double>(std::max(tg::numel(a), tg::numel(b)));
+    check({"add", {{a}, {b}}, [](auto& x) { return x[0] + x[1]; }, terms});
+    check({"sub", {{a}, {b}}, [](auto& x) { return x[0] - x[1]; }, terms});
+    check({"mul", {{a}, {b}}, [](auto& x) { return x[0] * x[1]; }, terms});
+    check({"div", {{a}, {b, Domain::Positive}}, [](auto& x) { return x[0] / x[1]; }, terms});
+  }
+  check({"expand", {{{3, 1}}}, [](auto& x) { return tg::expand(x[0], {2, 3, 4}); }, 8});
+}
+
+TEST_CASE("reductions, max, argmax") {
+  for (const Shape& s : std::vector<Shape>{{10}, {6, 7}, {3, 4, 5}}) {
+    double n = static_cast<double>(tg::numel(s));
+    check({"sum", {{s}}, [](auto& x) { return tg::sum(x[0]); }, n});
+    check({"mean", {{s}}, [](auto& x) { return tg::mean(x[0]); }, n});
+    check({"sum dim 0", {{s}}, [](auto& x) { return tg::sum(x[0], {0}); }, n});
+    check({"mean dim -1 keepdim", {{s}}, [](auto& x) { return tg::mean(x[0], {-1}, true); }, n});
+    check({"max", {{s}}, [](auto& x) { return tg::max(x[0]); }});
+    check({"max dim 0", {{s}}, [](auto& x) { return tg::max(x[0], {0}); }});
+    check({"argmax dim -1", {{s}}, [](auto& x) { return tg::argmax(x[0], -1); }});
+  }
+}
+
+TEST_CASE("softmax, log_softmax, cross_entropy") {
+  for (const Shape& s : std::vector<Shape>{{5, 10}, {3, 4, 6}, {1, 1000}}) {
+    double n = static_cast<double>(s.back());
+    check({"softmax dim -1", {{s}}, [](auto& x) { return tg::softmax(x[0], -1); }, n});
+    check({"softmax dim 0", {{s}}, [](auto& x) { return tg::softmax(x[0], 0); }, n});
+    check({"log_softmax dim -1", {{s}}, [](auto& x) { return tg::log_softmax(x[0], -1); }, n});
+  }
+  for (Shape s : std::vector<Shape>{{8, 10}, {3, 1000}}) {
+    double n = static_cast<double>(s[0] * s[1]);
+    check({"cross_entropy mean", {{s}, {{s[0]}, Domain::Labels, s[1]}},
+           [](auto& x) { return tg::cross_entropy(x[0], x[1]); }, n});
+    check({"cross_entropy sum", {{s}, {{s[0]}, Domain::Labels, s[1]}},
+           [](auto& x) { return tg::cross_entropy(x[0], x[1], tg::Reduction::Sum); }, n});
+  }
+}
+
+TEST_CASE("matrix products: gemm (plain, transposed, batched, shared operand) and linear") {
+  check({"matmul", {{{4, 6}}, {{6, 5}}}, [](auto& x) { return tg::matmul(x[0], x[1]); }, 6});
+  check({"matmul a^T b", {{{6, 4}}, {{6, 5}}}, [](auto& x) { return tg::matmul(x[0].t(), x[1]); }, 6});
+  check({"matmul a b^T", {{{4, 6}}, {{5, 6}}}, [](auto& x) { return tg::matmul(x[0], x[1].t()); }, 6});
+  check({"matmul batched", {{{3, 4, 6}}, {{3, 6, 5}}}, [](auto& x) { return tg::matmul(x[0], x[1]); }, 18});
+  check({"matmul shared", {{{3, 4, 6}}, {{6, 5}}}, [](auto& x) { return tg::matmul(x[0], x[1]); }, 18});
+  check({"matmul large", {{{33, 70}}, {{70, 65}}}, [](auto& x) { return tg::matmul(x[0], x[1]); }, 70});
+  check({"linear", {{{8, 12}}, {{5, 12}}, {{5}}}, [](auto& x) { return tg::linear(x[0], x[1], x[2]); }, 12});
+  check({"linear no bias", {{{8, 12}}, {{5, 12}}}, [](auto& x) { return tg::linear(x[0], x[1]); }, 12});
+}
+
+TEST_CASE("layout: permute, transpose, slice, concat, reshape, dtype conversion") {
+  check({"permute", {{{2, 3, 4}}}, [](auto& x) { return x[0].permute({2, 0, 1}); }});
+  check({"transpose", {{{5, 7}}}, [](auto& x) { return x[0].t(); }});
+  check({"slice", {{{4, 6, 3}}}, [](auto& x) { return x[0].slice(1, 2, 5); }});
+  check({"concat", {{{2, 3}}, {{2, 4}}}, [](auto& x) { return tg::concat({x[0], x[1]}, 1); }});
+  check({"concat dim 0", {{{2, 3}}, {{1, 3}}}, [](auto& x) { return tg::concat({x[0], x[1]}, 0); }});
+  check({"reshape", {{{2, 6}}}, [](auto& x) { return x[0].reshape({3, 4}) * 2.0; }});
+  check({"to f64 and back", {{{3, 4}}}, [](auto& x) { return x[0].to(DType::F64).to(x[0].dtype()) * 3.0; }});
+}
+
+TEST_CASE("embedding, dropout, gradient clipping (sum_squares), fill") {
+  check({"embedding", {{{7, 5}}, {{4, 3}, Domain::Labels, 7}}, [](auto& x) { return tg::embedding(x[0], x[1]); },
+         12});
+  check({"dropout", {{{40, 30}}}, [](auto& x) {
+           tg::Generator g(3);
+           return tg::dropout(x[0], 0.4, true, g);
+         }});
+  check({"zeros_like + x", {{{3, 3}}}, [](auto& x) { return tg::zeros_like(x[0]) + x[0]; }});
+  for (DType d : {DType::F32, DType::F64}) {
+    auto norm = [&](Device dev) {
+      tg::Generator g(4);
+      std::vector<Tensor> ps;
+      for (Shape s : std::vector<Shape>{{100, 30}, {7}}) {
+        Tensor p = tg::zeros(s, {d, dev}).requires_grad_();
+        p.set_grad(tg::randn(s, g, d).to(dev));
+        ps.push_back(p);
+      }
+      double total = tg::nn::clip_grad_norm(ps, 1.0);
+      return std::make_pair(total, ps[0].grad().to_vector());
+    };
+    auto [ref_total, ref_g] = norm(Device::CPU);
+    auto [got_total, got_g] = norm(g_device);
+    CHECK(std::abs(got_total - ref_total) <= 1e-12 * 3007 * ref_total);
+    std::string why;
+    CHECK_MESSAGE(close(got_g, ref_g, (d == DType::F64 ? 1e-12 : 1e-5) * 3007, why), why);
+  }
+}
+
+TEST_CASE("bad labels and indices: an error naming the value (on CUDA at the next host wait), then work goes on") {
+  Tensor logits = tg::randn({3, 5}, g_device), w = tg::randn({4, 2}, g_device);
+  Tensor labels = tg::from_vector({1, 7, 0}, {3}, g_device), idx = tg::from_vector({0, -1}, {2}, g_device);
+  CHECK_THROWS_WITH_AS(tg::cross_entropy(logits, labels).item(), doctest::Contains("label 7 at "), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::embedding(w, idx).to_vector(), doctest::Contains("index -1 at "), tg::Error);
+  Tensor good = tg::from_vector({1, 4, 0}, {3}, g_device);
+  const double got = tg::cross_entropy(logits, good).item(), ref = tg::cross_entropy(logits.cpu(), good.cpu()).item();
+  CHECK(std::abs(got - ref) <= 1e-5 * std::max(1.0, std::abs(ref)));
+}
+
+int main(int argc, char** argv) {
+  const char* env = std::getenv("TG_TEST_DEVICE");
+  g_device = tg::device_from_name(env ? env : "test");
+  if (g_device == Device::CPU) {
+    std::cerr << "TG_TEST_DEVICE=cpu: the harness compares a device against the CPU\n";
+    return 2;
+  }
+  if (g_device == Device::CUDA && !tg::cuda_available()) {
+    std::cout << "SKIP: no CUDA device (a CPU-only build, or no GPU on this machine)\n";
+    return 77;
+  }
+  std::cout << "backend ops: cpu vs " << tg::name(g_device) << "\n";
+  doctest::Context ctx;
+  ctx.applyCommandLine(argc, argv);
+  return ctx.run();
+}
