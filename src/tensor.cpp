@@ -8,8 +8,14 @@
 #include <ostream>
 #include <sstream>
 
+#include <omp.h>
+
 #include "backend.hpp"
 #include "internal.hpp"
+#include "tapegrad_config.h"
+#if TG_CUDA
+#include "cuda/runtime.hpp"
+#endif
 #include "tapegrad/autograd.hpp"
 #include "tapegrad/ops.hpp"
 
@@ -25,7 +31,40 @@ const char* name(DType d) {
   }
   return "?";
 }
-const char* name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+const char* name(Device d) {
+  switch (d) {
+    case Device::CPU: return "cpu";
+    case Device::CUDA: return "cuda";
+    case Device::Test: return "test";
+  }
+  return "?";
+}
+
+Device device_from_name(const std::string& s) {
+  for (Device d : {Device::CPU, Device::CUDA, Device::Test})
+    if (s == name(d)) return d;
+  TG_FAIL("unknown device '", s, "' (expected cpu, cuda or test)");
+}
+
+bool cuda_available() {
+#if TG_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+static std::atomic<bool> g_allow_tf32{false};
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
+
+void synchronize(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA) cuda::synchronize();
+#else
+  (void)d;
+#endif
+}
 size_t size_of(DType d) { return d == DType::F32 ? 4 : 8; }
 
 int64_t numel(const Shape& s) {
@@ -114,12 +153,52 @@ size_t rounded(size_t nbytes) {
 
 }  // namespace
 
-Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
-  TG_CHECK(dev == Device::CPU, "allocation on ", dev, ": this build has no CUDA backend");
-  data = BlockCache::instance().get(rounded(nbytes));
-  TG_CHECK(data != nullptr, "out of memory allocating ", nbytes, " bytes");
+// The test device has its own cache: its blocks never serve a CPU tensor, nor the other way round.
+static BlockCache& cache_of(Device dev) {
+  static BlockCache* test = new BlockCache;
+  return dev == Device::Test ? *test : BlockCache::instance();
 }
-Storage::~Storage() { BlockCache::instance().put(data, rounded(bytes)); }
+
+Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
+  if (dev == Device::CUDA) {
+#if TG_CUDA
+    data = cuda::allocate(nbytes);
+    return;
+#else
+    TG_FAIL("allocation of ", nbytes, " bytes on cuda: this build has no CUDA backend (configure with -Dcuda=enabled)");
+#endif
+  }
+  data = cache_of(dev).get(rounded(nbytes));
+  TG_CHECK(data != nullptr, "out of memory allocating ", nbytes, " bytes on ", dev);
+}
+Storage::~Storage() {
+#if TG_CUDA
+  if (device == Device::CUDA) {
+    cuda::release(data, bytes);
+    return;
+  }
+#endif
+  cache_of(device).put(data, rounded(bytes));
+}
+
+namespace {
+thread_local int g_kernel_depth = 0;
+}
+KernelScope::KernelScope() { ++g_kernel_depth; }
+KernelScope::~KernelScope() { --g_kernel_depth; }
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  if (bytes == 0) return;
+#if TG_CUDA
+  if (dst_dev == Device::CUDA || src_dev == Device::CUDA) {
+    // The test device is host memory under another tag: it travels like the CPU's.
+    return cuda::copy(dst, dst_dev == Device::CUDA, src, src_dev == Device::CUDA, bytes);
+  }
+#endif
+  TG_CHECK(dst_dev != Device::CUDA && src_dev != Device::CUDA, "copy from ", src_dev, " to ", dst_dev,
+           ": this build has no CUDA backend");
+  std::memcpy(dst, src, bytes);
+}
 
 static std::atomic<uint64_t> next_id{1};
 
@@ -154,19 +233,22 @@ TensorImpl& Tensor::impl() const {
 
 int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim(d, dim(), "size")]; }
 
+// Host code reads only host memory: other devices' memory is open to the kernels that the facade runs
+// (KernelScope; OpenMP workers inside them), and to nothing else.
 void* Tensor::raw_data() const {
   auto& i = impl();
+  TG_CHECK(i.device == Device::CPU || g_kernel_depth > 0 || omp_in_parallel(), "raw_data/data(): the tensor ",
+           i.shape, " is on ", i.device, ", not the CPU; copy it with cpu() first");
   return static_cast<char*>(i.storage->data) + i.offset * static_cast<int64_t>(size_of(i.dtype));
 }
 
 void Tensor::check_access(DType want) const {
   TG_CHECK(dtype() == want, "data<", name(want), ">() on a tensor of dtype ", dtype(), ", shape ", shape());
-  TG_CHECK(device() == Device::CPU, "data(): tensor is on ", device(), "; copy it to the CPU first");
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  TG_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device());
+  if (device() != Device::CPU) return detach().to(Device::CPU).to_vector<T>();
   std::vector<T> out(static_cast<size_t>(numel()));
   dispatch_all(dtype(), [&]<class S>() {
     const S* p = static_cast<const S*>(raw_data());
@@ -208,7 +290,7 @@ void Tensor::zero_grad() { impl().grad.reset(); }
 void Tensor::backward() const {
   TG_CHECK(numel() == 1, "backward: the tensor has shape ", shape(),
            "; a non-scalar needs an explicit gradient: backward(gradient)");
-  tapegrad::backward({*this}, {ones(shape(), dtype())});
+  tapegrad::backward({*this}, {ones(shape(), {dtype(), device()})});
 }
 
 void Tensor::backward(const Tensor& gradient) const { tapegrad::backward({*this}, {gradient}); }
@@ -233,9 +315,26 @@ Tensor Tensor::to(DType d) const {
   return y;
 }
 
+Tensor Tensor::to(Device d) const {
+  if (d == device()) return *this;
+  Tensor y = make_tensor(shape(), dtype(), d);
+  copy_bytes(static_cast<char*>(y.impl().storage->data), d,
+             static_cast<const char*>(impl().storage->data) + impl().offset * static_cast<int64_t>(size_of(dtype())),
+             device(), static_cast<size_t>(numel()) * size_of(dtype()));
+  if (needs_grad({*this})) {
+    Device from = device();
+    record("to", {*this}, {y}, [from](const Grads& g) { return Grads{g[0].to(from)}; });
+  }
+  return y;
+}
+
 Tensor& Tensor::copy_(const Tensor& src) {
   TG_CHECK(src.numel() == numel(), "copy_: source shape ", src.shape(), " does not match destination shape ",
            shape());
+  if (src.device() != device()) {
+    NoGradGuard no_grad;
+    return copy_(src.detach().to(device()));  // explicit: copy_ is the one op that moves data in place
+  }
   backend::convert(src, *this);
   return *this;
 }
@@ -247,68 +346,79 @@ Tensor& Tensor::fill_(double value) {
 
 // ---- factories ------------------------------------------------------------------------------
 
-Tensor empty(const Shape& s, DType d) { return make_tensor(s, d); }
-Tensor zeros(const Shape& s, DType d) { return full(s, 0.0, d); }
-Tensor ones(const Shape& s, DType d) { return full(s, 1.0, d); }
-Tensor full(const Shape& s, double value, DType d) {
-  Tensor t = make_tensor(s, d);
+Tensor empty(const Shape& s, TensorOptions o) { return make_tensor(s, o.dtype, o.device); }
+Tensor zeros(const Shape& s, TensorOptions o) { return full(s, 0.0, o); }
+Tensor ones(const Shape& s, TensorOptions o) { return full(s, 1.0, o); }
+Tensor full(const Shape& s, double value, TensorOptions o) {
+  Tensor t = make_tensor(s, o.dtype, o.device);
   backend::fill(t, value);
   return t;
 }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
-Tensor scalar(double value, DType d) { return full({}, value, d); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
+Tensor scalar(double value, TensorOptions o) { return full({}, value, o); }
 
-Tensor arange(double start, double end, double step, DType d) {
+// Values made on the host, then moved to the options' device.
+template <class F>
+static Tensor on_host(const Shape& s, DType d, Device dev, F fill) {
+  Tensor t = make_tensor(s, d);
+  fill(t);
+  return t.to(dev);
+}
+
+Tensor arange(double start, double end, double step, TensorOptions o) {
   TG_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
            "arange: invalid range start=", start, " end=", end, " step=", step);
   int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((end - start) / step)));
-  Tensor t = make_tensor({n}, d);
-  dispatch_all(d, [&]<class T>() {
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  return on_host({n}, o.dtype, o.device, [&](Tensor& t) {
+    dispatch_all(o.dtype, [&]<class T>() {
+      T* p = t.data<T>();
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    });
   });
-  return t;
 }
-Tensor arange(int64_t n, DType d) { return arange(0.0, static_cast<double>(n), 1.0, d); }
+Tensor arange(int64_t n, TensorOptions o) { return arange(0.0, static_cast<double>(n), 1.0, o); }
 
-Tensor rand(const Shape& s, Generator& g, DType d) {
-  Tensor t = make_tensor(s, d);
-  dispatch_float(d, "rand", [&]<class T>() {
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.uniform());
+Tensor rand(const Shape& s, Generator& g, TensorOptions o) {
+  return on_host(s, o.dtype, o.device, [&](Tensor& t) {
+    dispatch_float(o.dtype, "rand", [&]<class T>() {
+      T* p = t.data<T>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.uniform());
+    });
   });
-  return t;
 }
+Tensor rand(const Shape& s, TensorOptions o) { return rand(s, default_generator(), o); }
 
-Tensor randn(const Shape& s, Generator& g, DType d) {
-  Tensor t = make_tensor(s, d);
-  dispatch_float(d, "randn", [&]<class T>() {
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.normal());
+Tensor randn(const Shape& s, Generator& g, TensorOptions o) {
+  return on_host(s, o.dtype, o.device, [&](Tensor& t) {
+    dispatch_float(o.dtype, "randn", [&]<class T>() {
+      T* p = t.data<T>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.normal());
+    });
   });
-  return t;
 }
+Tensor randn(const Shape& s, TensorOptions o) { return randn(s, default_generator(), o); }
 
-Tensor randint(int64_t high, const Shape& s, Generator& g) {
+Tensor randint(int64_t high, const Shape& s, Generator& g, Device dev) {
   TG_CHECK(high > 0, "randint: high must be positive, got ", high);
-  Tensor t = make_tensor(s, DType::I64);
-  int64_t* p = t.data<int64_t>();
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = g.randint(high);
-  return t;
+  return on_host(s, DType::I64, dev, [&](Tensor& t) {
+    int64_t* p = t.data<int64_t>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = g.randint(high);
+  });
 }
+Tensor randint(int64_t high, const Shape& s, Device dev) { return randint(high, s, default_generator(), dev); }
 
 template <class T>
-static Tensor from_vector_impl(const std::vector<T>& v, const Shape& s) {
+static Tensor from_vector_impl(const std::vector<T>& v, const Shape& s, Device dev) {
   TG_CHECK(static_cast<int64_t>(v.size()) == numel(s), "from_vector: ", v.size(), " values do not fill shape ", s,
            " (", numel(s), " elements)");
-  Tensor t = make_tensor(s, dtype_of<T>());
-  if (!v.empty()) std::memcpy(t.raw_data(), v.data(), v.size() * sizeof(T));
-  return t;
+  return on_host(s, dtype_of<T>(), dev, [&](Tensor& t) {
+    if (!v.empty()) std::memcpy(t.raw_data(), v.data(), v.size() * sizeof(T));
+  });
 }
-Tensor from_vector(const std::vector<float>& v, const Shape& s) { return from_vector_impl(v, s); }
-Tensor from_vector(const std::vector<double>& v, const Shape& s) { return from_vector_impl(v, s); }
-Tensor from_vector(const std::vector<int64_t>& v, const Shape& s) { return from_vector_impl(v, s); }
+Tensor from_vector(const std::vector<float>& v, const Shape& s, Device dev) { return from_vector_impl(v, s, dev); }
+Tensor from_vector(const std::vector<double>& v, const Shape& s, Device dev) { return from_vector_impl(v, s, dev); }
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& s, Device dev) { return from_vector_impl(v, s, dev); }
 
 // ---- generator ------------------------------------------------------------------------------
 
