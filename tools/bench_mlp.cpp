@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "batch size");
   CLI11_PARSE(app, argc, argv);
   try {
-    tg::set_num_threads(threads);
+    bench::start(threads);
     const std::map<std::string, std::string> specs{
         {"sgdm", "sgd:lr=0.01,momentum=0.9"}, {"adam", "adam:lr=1e-3"}, {"amsgrad", "amsgrad:lr=1e-3"},
         {"adagrad", "adagrad:lr=0.01"}, {"adabound", "adabound:lr=1e-3"}, {"amsbound", "amsbound:lr=1e-3"}};

@@ -419,6 +419,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
   if (c.telemetry > 0 && !c.resume) write_atomically(telemetry_path, "");
   const int64_t steps = ex.steps_per_epoch;
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, ex.unit);
+  progress.say(ex.name + ": " + std::to_string(num_threads()) + " threads, CPU kernels " + cpu_isa());
   std::vector<RunSummary> summaries;
   bool any_stopped = false;  // an optimizer stopped on a NaN/Inf: exit code 3
 
@@ -594,6 +595,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
   summary["epochs"] = c.epochs;
   summary["seed"] = c.seed;
   summary["threads"] = num_threads();
+  summary["cpu_isa"] = cpu_isa();
   summary["milestones"] = c.milestones;
   summary["lr_decay"] = c.lr_decay;
   summary["best_key"] = ex.best_key;
