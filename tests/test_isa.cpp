@@ -59,12 +59,12 @@ TEST_CASE("every level's micro-kernels equal the f64 tile, and each other, in ev
   const auto levels = runnable();
   if (levels.empty()) MESSAGE("this CPU has no AVX2: no micro-kernel to check");
   tapegrad::Generator gen(7);
-  for (const char* which : {"gemm", "conv"})
+  for (const char* which : {"gemm", "packed"})
     for (int64_t kc : {1, 7, 385})
       for (isa::Store store : {isa::Store::Set, isa::Store::Add, isa::Store::Scale})
         for (int bias = 0; bias < 3; ++bias) {  // none, per column, per row
           for (const isa::Table& t : levels) {
-            const isa::Kernel& k = std::string(which) == "gemm" ? t.gemm : t.conv;
+            const isa::Kernel& k = std::string(which) == "gemm" ? t.gemm : t.packed;
             REQUIRE(bool(k.micro));
             // Short tiles too: one row, mr - 1 rows; one column, a vector and one, nr - 3 columns.
             for (int64_t mr : {int64_t{1}, k.mr - 1, k.mr})

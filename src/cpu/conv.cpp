@@ -8,8 +8,8 @@
 // convolution (of gy with the flipped, transposed weights); strided ones go through col2im. Batch norm runs
 // per channel, pooling per (sample, channel) plane, both parallel over those.
 //
-// (src/cpu/sgemm drives the same micro-kernels for general products; it packs A on every call, which measured
-// 12-15 % slower on ResNet-34's convolutions, hence the loops below that pack the weights once.)
+// (The products go through sgemm's packed-A entry point: its general one packs A on every call, which measured
+// 12-15 % slower on ResNet-34's convolutions.)
 #include <omp.h>
 
 #define EIGEN_DONT_PARALLELIZE
@@ -24,7 +24,7 @@
 
 #include "../internal.hpp"
 #include "cpu.hpp"
-#include "isa.hpp"
+#include "sgemm.hpp"
 #include "parallel.hpp"
 
 namespace tapegrad::cpu {
@@ -191,8 +191,8 @@ void for_chunks(const Window2d& g, int64_t nb, Body&& body) {
 // B is a column buffer (rows of pixels, row stride ldb), A the weights (few rows, reused for every pixel).
 // Eigen packs both operands for every product and zero-fills C before it accumulates: for the shapes of a
 // convolution (M of 16 to 512 channels) that costs as much as the multiplication. This kernel packs A
-// once per convolution, reads B where it lies, and writes C once per depth block. Float with a micro-kernel
-// only; f64 and the baseline level use Eigen (matmul_eigen).
+// once per convolution (sgemm::pack_a), reads B where it lies, and writes C once per depth block (sgemm::gemm
+// with a PackedA). Float with a micro-kernel only; f64 and the baseline level use Eigen (matmul_eigen).
 
 template <class T>
 void matmul_eigen(const T* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t D, const T* b, int64_t ldb,
@@ -207,66 +207,21 @@ void matmul_eigen(const T* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t D, 
     for (int64_t m = 0; m < M; ++m) C.row(m).array() += bias[m];
 }
 
-// The convolution's micro-kernel of the CPU's level (nullptr at the baseline level: Eigen).
-const isa::Kernel& conv_kernel() { return isa::table().conv; }
-
-// A [M, D] (element (m, d) at a[m a_rs + d a_cs]) in panels of mr rows: ap[m0 D + d mr + i] = A[m0 + i, d],
-// zero past M.
-// The buffer is the calling thread's, reused from call to call (a fresh one of ResNet-34's 9 MB would cost a
-// page fault per 4 KiB every time): one PackedA per thread at a time.
-struct PackedA {
-  float* data;
-  int64_t M = 0, D = 0, mr = 0;
-  PackedA(const float* a, int64_t a_rs, int64_t a_cs, int64_t m, int64_t d) : M(m), D(d), mr(conv_kernel().mr) {
-    thread_local std::vector<float> buf;
-    const int64_t panels = (M + mr - 1) / mr;
-    if (static_cast<int64_t>(buf.size()) < panels * mr * D) buf.resize(static_cast<size_t>(panels * mr * D));
-    data = buf.data();
-    for (int64_t p = 0; p < panels; ++p)
-      for (int64_t i = 0; i < mr; ++i) {
-        float* dst = data + p * D * mr + i;
-        if (p * mr + i >= M) {
-          for (int64_t k = 0; k < D; ++k) dst[k * mr] = 0.0f;
-          continue;
-        }
-        const float* src = a + (p * mr + i) * a_rs;
-        for (int64_t k = 0; k < D; ++k) dst[k * mr] = src[k * a_cs];
-      }
-  }
-};
-
-// C [M, L] (row stride ldc) = A B (+ bias [M]), or += with `accumulate`, for B [D, L] (row stride ldb),
-// blocked over the depth so that a [kc, nr] tile of B stays in L1 while every panel of A passes over it.
-void matmul_packed(const PackedA& A, const float* b, int64_t ldb, int64_t L, float* c, int64_t ldc,
-                   const float* bias, bool accumulate = false) {
-  const isa::Kernel& k = conv_kernel();
-  const int64_t D = A.D, blocks = std::max<int64_t>(1, (D + k.kc - 1) / k.kc), step = (D + blocks - 1) / blocks;
-  for (int64_t d0 = 0; d0 < D; d0 += step) {
-    const int64_t kc = std::min(step, D - d0);
-    const bool first = d0 == 0 && !accumulate, last = d0 + kc == D;
-    for (int64_t n0 = 0; n0 < L; n0 += k.nr)
-      for (int64_t m0 = 0; m0 < A.M; m0 += k.mr)
-        k.micro(A.data + m0 * D + d0 * k.mr, b + d0 * ldb + n0, ldb, kc, c + m0 * ldc + n0, ldc,
-                std::min(k.mr, A.M - m0), std::min(k.nr, L - n0), first ? isa::Store::Set : isa::Store::Add, 1.0f,
-                0.0f, nullptr, last && bias ? bias + m0 : nullptr);
-  }
-}
-
 // The weights of one convolution's products, A [M, D] with element (m, d) at a[m a_rs + d a_cs], packed
 // once when the fast kernel applies.
 template <class T>
 struct ConvWeights {
   const T* a;
   int64_t a_rs, a_cs, M, D;
-  std::optional<PackedA> packed;
+  std::optional<sgemm::PackedA> packed;
   ConvWeights(const T* a_, int64_t rs, int64_t cs, int64_t m, int64_t d) : a(a_), a_rs(rs), a_cs(cs), M(m), D(d) {
     if constexpr (std::is_same_v<T, float>)
-      if (conv_kernel().micro) packed.emplace(a, rs, cs, m, d);
+      if (sgemm::available()) packed.emplace(sgemm::pack_a(a, rs, cs, m, d));
   }
   // C [M, L] (row stride ldc) = A B (+ bias), B [D, L] with row stride ldb.
   void times(const T* b, int64_t ldb, int64_t L, T* c, int64_t ldc, const T* bias) const {
     if constexpr (std::is_same_v<T, float>)
-      if (packed) return matmul_packed(*packed, b, ldb, L, c, ldc, bias);
+      if (packed) return sgemm::gemm(*packed, b, ldb, L, c, ldc, bias);
     matmul_eigen(a, a_rs, a_cs, M, D, b, ldb, L, c, ldc, bias);
   }
 };
@@ -373,7 +328,7 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
     const int nt = threads_for((g.N + nb - 1) / nb);
     if constexpr (std::is_same_v<T, float>) {
-      if (conv_kernel().micro && g.K >= conv_kernel().nr) {
+      if (sgemm::available() && g.K >= sgemm::packed_kernel().nr) {
         std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
         for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
           const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);
@@ -385,8 +340,8 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           for (int64_t l0 = 0; l0 < L; l0 += 16)
             for (int64_t k = 0; k < g.K; ++k)
               for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
-          const PackedA A(columns(px, g, n0, m, ld), ld, 1, crs, L);
-          matmul_packed(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+          const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
         });
         float* out = ptr<float>(gw);
         const int64_t ldk = row_stride(g.K);

@@ -31,12 +31,12 @@ struct Kernel {
 
 enum class Level { Baseline, Avx2, Avx512 };
 
-// One level's kernels: sgemm's (general products, LSTM), and the convolution's (weights packed once per
-// convolution, column buffer read in place).
+// One level's kernels: sgemm's general one (A packed on every call: linear layers, the LSTM), and its packed-A
+// one (A packed once for many products: the weights of a convolution times each chunk's column buffer).
 struct Table {
   Level level = Level::Baseline;
   const char* name = "baseline";
-  Kernel gemm, conv;
+  Kernel gemm, packed;
 };
 
 // The table of the level in use, chosen on the first call (throws tapegrad::Error for a TG_CPU_ISA that is

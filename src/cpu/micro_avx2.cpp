@@ -32,7 +32,7 @@ Table avx2_table() {
   t.level = Level::Avx2;
   t.name = "avx2";
   t.gemm = {micro<6>, 6, 16, 256, 198};
-  t.conv = {micro<6>, 6, 16, 160, 0};
+  t.packed = {micro<6>, 6, 16, 160, 0};
   return t;
 }
 }  // namespace tapegrad::cpu::isa

@@ -1,6 +1,6 @@
 // The micro-kernels for AVX-512 (compiled with -mavx512f -mavx2 -mfma; see isa.hpp): 16 floats a vector, tiles
 // of 32 columns. sgemm: 10 rows (20 accumulators; a batch of 20, the LSTM's step, is two whole panels);
-// convolution: 8 rows (channel counts are multiples of 8).
+// packed A (convolution): 8 rows (channel counts are multiples of 8).
 #include <immintrin.h>
 
 #include "isa.hpp"
@@ -30,7 +30,7 @@ Table avx512_table() {
   t.level = Level::Avx512;
   t.name = "avx512";
   t.gemm = {micro<10>, 10, 32, 384, 200};
-  t.conv = {micro<8>, 8, 32, 160, 0};
+  t.packed = {micro<8>, 8, 32, 160, 0};
   return t;
 }
 }  // namespace tapegrad::cpu::isa

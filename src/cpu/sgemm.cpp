@@ -162,4 +162,40 @@ void gemm(bool ta, int64_t M, const float* A, int64_t lda, const PackedB& B, flo
           [](int64_t, int64_t, int64_t, int64_t) {});
 }
 
+PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K) {
+  const int64_t mr = packed_kernel().mr;
+  TG_CHECK(mr > 0, "sgemm::pack_a: the CPU level '", isa::table().name, "' has no micro-kernel");
+  thread_local std::vector<float> buf;
+  const int64_t panels = (M + mr - 1) / mr;
+  if (static_cast<int64_t>(buf.size()) < panels * mr * K) buf.resize(static_cast<size_t>(panels * mr * K));
+  float* data = buf.data();
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t i = 0; i < mr; ++i) {
+      float* dst = data + p * K * mr + i;
+      if (p * mr + i >= M) {
+        for (int64_t k = 0; k < K; ++k) dst[k * mr] = 0.0f;
+        continue;
+      }
+      const float* src = a + (p * mr + i) * a_rs;
+      for (int64_t k = 0; k < K; ++k) dst[k * mr] = src[k * a_cs];
+    }
+  return {data, M, K};
+}
+
+// Blocked over the depth so that a [kc, nr] tile of B stays in L1 while every panel of A passes over it.
+void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, const float* row_bias,
+          bool accumulate) {
+  const isa::Kernel& k = packed_kernel();
+  const int64_t K = A.K, blocks = std::max<int64_t>(1, (K + k.kc - 1) / k.kc), step = (K + blocks - 1) / blocks;
+  for (int64_t k0 = 0; k0 < K; k0 += step) {
+    const int64_t kc = std::min(step, K - k0);
+    const bool first = k0 == 0 && !accumulate, last = k0 + kc == K;
+    for (int64_t n0 = 0; n0 < N; n0 += k.nr)
+      for (int64_t m0 = 0; m0 < A.M; m0 += k.mr)
+        k.micro(A.data + m0 * K + k0 * k.mr, B + k0 * ldb + n0, ldb, kc, C + m0 * ldc + n0, ldc,
+                std::min(k.mr, A.M - m0), std::min(k.nr, N - n0), first ? Store::Set : Store::Add, 1.0f, 0.0f,
+                nullptr, last && row_bias ? row_bias + m0 : nullptr);
+  }
+}
+
 }  // namespace tapegrad::cpu::sgemm

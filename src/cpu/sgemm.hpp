@@ -44,4 +44,22 @@ void pack(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB& o
 void gemm(bool ta, int64_t M, const float* A, int64_t lda, const PackedB& B, float alpha, float beta, float* C,
           int64_t ldc);
 
+// The entry point for an A packed once and multiplied by many B read in place (the weights of a convolution,
+// times the column buffer of each chunk of the batch), with the packed-A kernel of the level (AVX-512: 8 x 32
+// tiles, channel counts being multiples of 8; AVX2: 6 x 16).
+inline const isa::Kernel& packed_kernel() { return isa::table().packed; }
+
+// A [M, K] (element (m, k) at a[m a_rs + k a_cs]) in panels of mr rows: data[m0 K + k mr + i] = A[m0 + i, k],
+// zero past M. The buffer is the calling thread's, reused from call to call (a fresh one of ResNet-34's 9 MB
+// would cost a page fault per 4 KiB every time): one PackedA per thread at a time.
+struct PackedA {
+  const float* data = nullptr;
+  int64_t M = 0, K = 0;
+};
+PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K);
+// C [M, N] (row stride ldc) = A B (+ row_bias [M], row i plus row_bias[i]), or += with `accumulate`, for B [K, N]
+// with row stride ldb.
+void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, const float* row_bias,
+          bool accumulate = false);
+
 }  // namespace tapegrad::cpu::sgemm
