@@ -318,8 +318,7 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
 
 // gw [K, CRS] = sum over chunks of G [K, m PQ] col^T;  gbias [K] = sum over n, p, q of gy.
 // The first thread sums its chunks into gw, the others into partials of their own (reused buffers), added
-// in thread order: a fixed thread count gives fixed results. With a micro-kernel (f32, K at least the width
-// of its tiles) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
+// in thread order: a fixed thread count gives fixed results. With a micro-kernel (f32) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
 // packed operand and G^T [m PQ, K] read in place; the partials are then [CRS, K].
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
   dispatch_float(gy.dtype(), "conv2d_backward_weight", [&]<class T>() {
@@ -328,7 +327,7 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
     const int nt = threads_for((g.N + nb - 1) / nb);
     if constexpr (std::is_same_v<T, float>) {
-      if (sgemm::available() && g.K >= sgemm::packed_kernel().nr) {
+      if (sgemm::available()) {
         std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
         for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
           const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);

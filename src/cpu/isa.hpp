@@ -22,10 +22,15 @@ enum class Store { Set, Add, Scale };
 using Micro = void (*)(const float* ap, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc, int64_t mr,
                        int64_t n, Store store, float alpha, float beta, const float* col_bias, const float* row_bias);
 
+// A [M, K] (element (m, k) at a[m a_rs + k a_cs]) in panels of mr rows: out[m0 K + k mr + i] = A[m0 + i, k],
+// zero past M (compiled per level too: transposing the column buffer of a convolution is a tenth of its step).
+using Pack = void (*)(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K, float* out);
+
 // A micro-kernel and its blocking: tiles of mr x nr, depth blocks of kc, rows of A packed mc at a time (a
 // multiple of mr; sgemm only).
 struct Kernel {
   Micro micro = nullptr;  // nullptr: no kernel at this level (Eigen instead)
+  Pack pack = nullptr;
   int64_t mr = 0, nr = 0, kc = 0, mc = 0;
 };
 

@@ -31,8 +31,8 @@ Table avx2_table() {
   Table t;
   t.level = Level::Avx2;
   t.name = "avx2";
-  t.gemm = {micro<6>, 6, 16, 256, 198};
-  t.packed = {micro<6>, 6, 16, 160, 0};
+  t.gemm = {micro<6>, pack<6>, 6, 16, 256, 198};
+  t.packed = {micro<6>, pack<6>, 6, 16, 160, 0};
   return t;
 }
 }  // namespace tapegrad::cpu::isa

@@ -29,8 +29,8 @@ Table avx512_table() {
   Table t;
   t.level = Level::Avx512;
   t.name = "avx512";
-  t.gemm = {micro<10>, 10, 32, 384, 200};
-  t.packed = {micro<8>, 8, 32, 160, 0};
+  t.gemm = {micro<10>, pack<10>, 10, 32, 384, 200};
+  t.packed = {micro<8>, pack<8>, 8, 32, 160, 0};
   return t;
 }
 }  // namespace tapegrad::cpu::isa

@@ -164,21 +164,12 @@ void gemm(bool ta, int64_t M, const float* A, int64_t lda, const PackedB& B, flo
 
 PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K) {
   const int64_t mr = packed_kernel().mr;
-  TG_CHECK(mr > 0, "sgemm::pack_a: the CPU level '", isa::table().name, "' has no micro-kernel");
+  TG_CHECK(packed_kernel().pack, "sgemm::pack_a: the CPU level '", isa::table().name, "' has no micro-kernel");
   thread_local std::vector<float> buf;
   const int64_t panels = (M + mr - 1) / mr;
   if (static_cast<int64_t>(buf.size()) < panels * mr * K) buf.resize(static_cast<size_t>(panels * mr * K));
   float* data = buf.data();
-  for (int64_t p = 0; p < panels; ++p)
-    for (int64_t i = 0; i < mr; ++i) {
-      float* dst = data + p * K * mr + i;
-      if (p * mr + i >= M) {
-        for (int64_t k = 0; k < K; ++k) dst[k * mr] = 0.0f;
-        continue;
-      }
-      const float* src = a + (p * mr + i) * a_rs;
-      for (int64_t k = 0; k < K; ++k) dst[k * mr] = src[k * a_cs];
-    }
+  packed_kernel().pack(a, a_rs, a_cs, M, K, data);
   return {data, M, K};
 }
 
