@@ -3,9 +3,11 @@
 # die with an illegal instruction, and the level chosen must be avx2. The cases of the core suites that reach
 # every f32 kernel (qemu is slow), and the error for TG_CPU_ISA=avx512 there.
 # Skipped (77) without qemu-x86_64 (Debian: qemu-user; tools/test installs it).
-# Usage: test_qemu.sh TESTS_DIR
+# Usage: test_qemu.sh TESTS_DIR [SANITIZERS]  (the build's b_sanitize: a sanitizer's shadow memory does not run
+# under qemu-user, so such a build is skipped)
 set -uo pipefail
 dir=$1
+[ "${2:-none}" != none ] && { echo "skipped: a build with -fsanitize=$2 does not run under qemu-user"; exit 77; }
 command -v qemu-x86_64 >/dev/null || { echo "skipped: qemu-x86_64 is not installed (Debian package qemu-user)"; exit 77; }
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
 fail=0
