@@ -160,7 +160,8 @@ inline json meta() {
   std::ifstream la("/proc/loadavg");
   std::string a, b, c;
   la >> a >> b >> c;
-  return {{"framework", "tapegrad"}, {"threads", tapegrad::num_threads()}, {"loadavg_start", {a, b, c}}};
+  return {{"framework", "tapegrad"}, {"threads", tapegrad::num_threads()}, {"cpu_isa", tapegrad::cpu_isa()},
+          {"loadavg_start", {a, b, c}}};
 }
 
 inline std::string fmt_ms(double seconds) {
@@ -170,5 +171,11 @@ inline std::string fmt_ms(double seconds) {
 }
 
 inline void progress(const std::string& msg) { std::fprintf(stderr, "%s\n", msg.c_str()); }
+
+// Sets the thread count and says it, with the CPU level the kernels run at (TG_CPU_ISA forces one).
+inline void start(int threads) {
+  tapegrad::set_num_threads(threads);
+  progress("tapegrad: " + std::to_string(threads) + " threads, CPU kernels " + tapegrad::cpu_isa());
+}
 
 }  // namespace bench

@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\")");
   CLI11_PARSE(app, argc, argv);
   try {
-    tg::set_num_threads(threads);
+    bench::start(threads);
     bench::json results = bench::json::array();
     if (!layers.empty()) {
       results = bench_layers(layers, batch, repeats, only);

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--clip", clip, "gradient clipping (0: none)");
   CLI11_PARSE(app, argc, argv);
   try {
-    tg::set_num_threads(threads);
+    bench::start(threads);
     const std::map<std::string, int64_t> size_of{{"small", 200}, {"medium", 650}};
     bench::json results = bench::json::array();
     const int64_t tokens = batch * bptt;

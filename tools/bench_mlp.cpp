@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu, cuda or test");
   CLI11_PARSE(app, argc, argv);
   try {
-    tg::set_num_threads(threads);
+    bench::start(threads);
     const tg::Device dev = tg::device_from_name(device);
     const std::map<std::string, std::string> specs{
         {"sgdm", "sgd:lr=0.01,momentum=0.9"}, {"adam", "adam:lr=1e-3"}, {"amsgrad", "amsgrad:lr=1e-3"},

@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
                 }()},
                {"executable", argv[0]},
                {"compiler", __VERSION__},
+               {"cpu_isa", cpu_isa()},
 #ifdef __NO_MATH_ERRNO__
                {"fno_math_errno", true},
 #else

@@ -466,6 +466,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
   if (c.telemetry > 0 && !c.resume) write_file_atomically((fs::path(c.out) / "telemetry.jsonl").string(), "");
   const int64_t steps = ex.steps_per_epoch;
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, ex.unit);
+  progress.say(ex.name + ": " + std::to_string(num_threads()) + " threads, CPU kernels " + cpu_isa());
   std::vector<RunSummary> summaries;
 
   for (size_t k = 0; k < runs.size(); ++k) {

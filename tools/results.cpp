@@ -129,6 +129,7 @@ void write_summary(const CommonConfig& c, const Experiment& ex, const std::vecto
   summary["epochs"] = c.epochs;
   summary["seed"] = c.seed;
   summary["threads"] = num_threads();
+  summary["cpu_isa"] = cpu_isa();
   summary["milestones"] = c.milestones;
   summary["lr_decay"] = c.lr_decay;
   summary["best_key"] = ex.best_key;

@@ -166,4 +166,9 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 void set_num_threads(int n);
 int num_threads();
 
+// The instruction-set level the CPU kernels run at: "avx512", "avx2" or "baseline", chosen at the first call
+// from the CPU's features, or forced by the environment variable TG_CPU_ISA (an unknown level, or one this CPU
+// lacks, throws an Error).
+const char* cpu_isa();
+
 }  // namespace tapegrad

@@ -3,18 +3,14 @@
 // Convolution is im2col + matrix products, parallel over chunks of the batch: each thread unfolds a chunk of
 // samples side by side into a private column buffer [C*R*S, m*P*Q] and multiplies it single-threaded (chunks
 // of several samples when the output planes are small, so that packing the weights is paid for by enough
-// columns). f32 on AVX-512 runs the kernel below (weights packed once per convolution, column buffer read in
-// place); f64 and other machines run Eigen. The data gradient of a stride-1 convolution is itself a
+// columns). f32 at the AVX2 and AVX-512 levels runs the micro-kernel of the level (src/cpu/isa.hpp; weights
+// packed once per convolution, column buffer read in place); f64 and the baseline level run Eigen. The data gradient of a stride-1 convolution is itself a
 // convolution (of gy with the flipped, transposed weights); strided ones go through col2im. Batch norm runs
 // per channel, pooling per (sample, channel) plane, both parallel over those.
 //
-// (src/cpu/sgemm has a kernel of the same design for general products; it packs A on every call, which
-// measured 12-15 % slower on ResNet-34's convolutions. One kernel with a "packed A" entry point is the aim.)
+// (The products go through sgemm's packed-A entry point: its general one packs A on every call, which measured
+// 12-15 % slower on ResNet-34's convolutions.)
 #include <omp.h>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
@@ -28,6 +24,7 @@
 
 #include "../internal.hpp"
 #include "cpu.hpp"
+#include "sgemm.hpp"
 #include "parallel.hpp"
 
 namespace tapegrad::cpu {
@@ -194,8 +191,8 @@ void for_chunks(const Window2d& g, int64_t nb, Body&& body) {
 // B is a column buffer (rows of pixels, row stride ldb), A the weights (few rows, reused for every pixel).
 // Eigen packs both operands for every product and zero-fills C before it accumulates: for the shapes of a
 // convolution (M of 16 to 512 channels) that costs as much as the multiplication. This kernel packs A
-// once per convolution, reads B where it lies, and writes C once per depth block. Float with AVX-512 only;
-// other types and machines use Eigen (matmul_eigen).
+// once per convolution (sgemm::pack_a), reads B where it lies, and writes C once per depth block (sgemm::gemm
+// with a PackedA). Float with a micro-kernel only; f64 and the baseline level use Eigen (matmul_eigen).
 
 template <class T>
 void matmul_eigen(const T* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t D, const T* b, int64_t ldb,
@@ -210,131 +207,21 @@ void matmul_eigen(const T* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t D, 
     for (int64_t m = 0; m < M; ++m) C.row(m).array() += bias[m];
 }
 
-#if defined(__AVX512F__)
-constexpr int64_t kMR = 8;   // rows of C per micro-tile (channels)
-constexpr int64_t kNR = 32;  // columns of C per micro-tile (pixels: two AVX-512 vectors)
-
-// A [M, D] (element (m, d) at a[m a_rs + d a_cs]) in panels of kMR rows: ap[m0 D + d kMR + i] = A[m0 + i, d],
-// zero past M.
-// The buffer is the calling thread's, reused from call to call (a fresh one of ResNet-34's 9 MB would cost a
-// page fault per 4 KiB every time): one PackedA per thread at a time.
-struct PackedA {
-  float* data;
-  int64_t M = 0, D = 0;
-  PackedA(const float* a, int64_t a_rs, int64_t a_cs, int64_t m, int64_t d) : M(m), D(d) {
-    thread_local std::vector<float> buf;
-    const int64_t panels = (M + kMR - 1) / kMR;
-    if (static_cast<int64_t>(buf.size()) < panels * kMR * D) buf.resize(static_cast<size_t>(panels * kMR * D));
-    data = buf.data();
-    for (int64_t p = 0; p < panels; ++p)
-      for (int64_t i = 0; i < kMR; ++i) {
-        float* dst = data + p * D * kMR + i;
-        if (p * kMR + i >= M) {
-          for (int64_t k = 0; k < D; ++k) dst[k * kMR] = 0.0f;
-          continue;
-        }
-        const float* src = a + (p * kMR + i) * a_rs;
-        for (int64_t k = 0; k < D; ++k) dst[k * kMR] = src[k * a_cs];
-      }
-  }
-};
-
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1); }
-
-// C[0:mr, 0:n] (+)= ap [kc, kMR]^T b [kc, n] (+ bias), mr <= kMR, n <= kNR. 16 accumulators, two vectors
-// of B and kMR broadcasts of A per step of depth.
-// kFull: n = kNR, plain loads of B (masked loads issue at half the rate on some cores).
-template <bool kAccumulate, bool kFull>
-inline void micro_kernel(const float* ap, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc,
-                         int64_t mr, int64_t n, const float* bias) {
-  const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
-  __m512 acc[kMR][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (int64_t d = 0; d < kc; ++d) {
-    __m512 b0, b1;
-    if constexpr (kFull) {
-      b0 = _mm512_loadu_ps(b + d * ldb);
-      b1 = _mm512_loadu_ps(b + d * ldb + 16);
-    } else {
-      b0 = _mm512_maskz_loadu_ps(m0, b + d * ldb);
-      b1 = _mm512_maskz_loadu_ps(m1, b + d * ldb + 16);
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < kMR; ++i) {
-      const __m512 a = _mm512_set1_ps(ap[d * kMR + i]);
-      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i) {
-    if (i >= mr) break;
-    float* row = c + i * ldc;
-    __m512 r0 = acc[i][0], r1 = acc[i][1];
-    if constexpr (kAccumulate) {
-      r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, row));
-      r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, row + 16));
-    }
-    if (bias) {
-      r0 = _mm512_add_ps(r0, _mm512_set1_ps(bias[i]));
-      r1 = _mm512_add_ps(r1, _mm512_set1_ps(bias[i]));
-    }
-    _mm512_mask_storeu_ps(row, m0, r0);
-    _mm512_mask_storeu_ps(row + 16, m1, r1);
-  }
-}
-
-// C [M, L] (row stride ldc) = A B (+ bias [M]), or += with `accumulate`, for B [D, L] (row stride ldb),
-// blocked over the depth so that a [kc, kNR] tile of B stays in L1 while every panel of A passes over it.
-void matmul_packed(const PackedA& A, const float* b, int64_t ldb, int64_t L, float* c, int64_t ldc,
-                   const float* bias, bool accumulate = false) {
-  const int64_t D = A.D, blocks = std::max<int64_t>(1, (D + 159) / 160), step = (D + blocks - 1) / blocks;
-  for (int64_t d0 = 0; d0 < D; d0 += step) {
-    const int64_t kc = std::min(step, D - d0);
-    const bool first = d0 == 0 && !accumulate, last = d0 + kc == D;
-    for (int64_t n0 = 0; n0 < L; n0 += kNR)
-      for (int64_t m0 = 0; m0 < A.M; m0 += kMR) {
-        const float* ap = A.data + m0 * D + d0 * kMR;
-        const float* bp = b + d0 * ldb + n0;
-        float* cp = c + m0 * ldc + n0;
-        const int64_t mr = std::min(kMR, A.M - m0), n = std::min(kNR, L - n0);
-        const float* bi = last && bias ? bias + m0 : nullptr;
-        if (n == kNR) {
-          if (first) micro_kernel<false, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
-          else micro_kernel<true, true>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
-        } else {
-          if (first) micro_kernel<false, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
-          else micro_kernel<true, false>(ap, bp, ldb, kc, cp, ldc, mr, n, bi);
-        }
-      }
-  }
-}
-
-#endif
-
 // The weights of one convolution's products, A [M, D] with element (m, d) at a[m a_rs + d a_cs], packed
 // once when the fast kernel applies.
 template <class T>
 struct ConvWeights {
   const T* a;
   int64_t a_rs, a_cs, M, D;
-#if defined(__AVX512F__)
-  std::optional<PackedA> packed;
-#endif
+  std::optional<sgemm::PackedA> packed;
   ConvWeights(const T* a_, int64_t rs, int64_t cs, int64_t m, int64_t d) : a(a_), a_rs(rs), a_cs(cs), M(m), D(d) {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) packed.emplace(a, rs, cs, m, d);
-#endif
+    if constexpr (std::is_same_v<T, float>)
+      if (sgemm::available()) packed.emplace(sgemm::pack_a(a, rs, cs, m, d));
   }
   // C [M, L] (row stride ldc) = A B (+ bias), B [D, L] with row stride ldb.
   void times(const T* b, int64_t ldb, int64_t L, T* c, int64_t ldc, const T* bias) const {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-      matmul_packed(*packed, b, ldb, L, c, ldc, bias);
-      return;
-    }
-#endif
+    if constexpr (std::is_same_v<T, float>)
+      if (packed) return sgemm::gemm(*packed, b, ldb, L, c, ldc, bias);
     matmul_eigen(a, a_rs, a_cs, M, D, b, ldb, L, c, ldc, bias);
   }
 };
@@ -431,8 +318,7 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
 
 // gw [K, CRS] = sum over chunks of G [K, m PQ] col^T;  gbias [K] = sum over n, p, q of gy.
 // The first thread sums its chunks into gw, the others into partials of their own (reused buffers), added
-// in thread order: a fixed thread count gives fixed results. With the AVX-512 kernel (f32, K >= 32: its
-// tiles are 32 wide) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
+// in thread order: a fixed thread count gives fixed results. With a micro-kernel (f32) the product is taken transposed, gw^T [CRS, K] = col G^T, the column buffer as the
 // packed operand and G^T [m PQ, K] read in place; the partials are then [CRS, K].
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g, Tensor& gw, Tensor& gbias) {
   dispatch_float(gy.dtype(), "conv2d_backward_weight", [&]<class T>() {
@@ -440,9 +326,8 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
     const T* px = ptr<T>(x);
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
     const int nt = threads_for((g.N + nb - 1) / nb);
-#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      if (g.K >= 32) {
+      if (sgemm::available()) {
         std::vector<float*> partial(static_cast<size_t>(nt), nullptr);  // [CRS, K] each
         for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
           const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L), ldk = row_stride(g.K);
@@ -454,8 +339,8 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           for (int64_t l0 = 0; l0 < L; l0 += 16)
             for (int64_t k = 0; k < g.K; ++k)
               for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
-          const PackedA A(columns(px, g, n0, m, ld), ld, 1, crs, L);
-          matmul_packed(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+          const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
         });
         float* out = ptr<float>(gw);
         const int64_t ldk = row_stride(g.K);
@@ -479,7 +364,6 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
         return;
       }
     }
-#endif
     std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
     for_chunks(g, nb, [&](int t, int64_t n0, int64_t n1) {
       T*& acc = partial[static_cast<size_t>(t)];

@@ -374,16 +374,16 @@ void gemm_block(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t r0, i
 }  // namespace
 
 namespace {
-// f32 on AVX-512: sgemm's kernel. A product large enough for threads is cut into one band per thread, of
-// whole micro-tiles: bands of columns when C is wider than tall (each thread packs only its part of a
-// transposed B), else bands of rows (each thread packs only its rows of A).
+// f32 at the AVX2 and AVX-512 levels: sgemm's kernel. A product large enough for threads is cut into one band
+// per thread, of whole micro-tiles: bands of columns when C is wider than tall (each thread packs only its part
+// of a transposed B), else bands of rows (each thread packs only its rows of A).
 void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* A, const float* B,
               float beta, float* C, const float* bias = nullptr) {
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
   const int threads = m * n * k < 64 * 64 * 64 || omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads == 1) return sgemm::gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, n, bias);
   const bool by_cols = n >= m;
-  const int64_t len = by_cols ? n : m, unit = by_cols ? sgemm::kNR : sgemm::kMR;
+  const int64_t len = by_cols ? n : m, unit = by_cols ? sgemm::kernel().nr : sgemm::kernel().mr;
 #pragma omp parallel num_threads(threads)
   {
     const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();

@@ -139,7 +139,8 @@ void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Lst
       int64_t j0, j1;
       unit_band(H, omp_get_num_threads(), omp_get_thread_num(), j0, j1);
       const int64_t n = j1 - j0;
-      // f32 on AVX-512: this thread's four bands of w_hh^T packed once for the whole sequence.
+      // f32 with a micro-kernel (sgemm::available()): this thread's four bands of w_hh^T packed once for the
+      // whole sequence.
       constexpr bool fast = std::is_same_v<T, float>;
       thread_local sgemm::PackedB packed[4];  // kept between calls: no allocation per sequence
       if constexpr (fast)
