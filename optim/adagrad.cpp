@@ -39,7 +39,7 @@ void Adagrad::check(const AdagradOptions& o) const {
 }
 
 void Adagrad::init_state(size_t i, const Tensor& p) {
-  sum_[i] = full(p.shape(), options_[group_of(i)].initial_accumulator_value, p.dtype());
+  sum_[i] = full(p.shape(), options_[group_of(i)].initial_accumulator_value, {p.dtype(), p.device()});
 }
 
 std::vector<std::pair<std::string, Tensor>> Adagrad::state_tensors(size_t i) const { return {{"sum", sum_[i]}}; }

@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "tapegrad/nn/utils.hpp"
+#include "tapegrad/optim/make.hpp"
 #include "tapegrad/tapegrad.hpp"
 
 namespace tg = tapegrad;
@@ -216,6 +217,44 @@ TEST_CASE("embedding, dropout, gradient clipping (sum_squares), fill") {
     CHECK(std::abs(got_total - ref_total) <= 1e-12 * 3007 * ref_total);
     std::string why;
     CHECK_MESSAGE(close(got_g, ref_g, (d == DType::F64 ? 1e-12 : 1e-5) * 3007, why), why);
+  }
+}
+
+// The optimizer updates (multi-tensor kernels): each spec takes one kernel with one set of its flags through
+// three steps (the first step and later ones differ) on a list that mixes a tensor of several chunks of the CUDA
+// twin (65536 elements each) with small ones, and more tensors than one launch's table holds (560); parameters
+// and state must agree with the CPU twin's.
+TEST_CASE("optimizer updates") {
+  constexpr size_t kTensors = 600;
+  for (DType d : {DType::F32, DType::F64}) {
+    for (const char* spec : {"sgd:lr=0.1", "sgdm:lr=0.1,weight_decay=1e-3,dampening=0.2",
+                             "sgdm:lr=0.1,nesterov=true", "adagrad:lr_decay=0.1,weight_decay=1e-3",
+                             "adam:weight_decay=1e-3", "amsgrad", "adamw", "adabound:weight_decay=1e-3", "amsbound",
+                             "adaboundw"}) {
+      auto run = [&](Device dev) {
+        tg::Generator g(3);
+        std::vector<Tensor> ps;
+        std::vector<Shape> shapes{{150000}, {3, 5}, {7}};
+        shapes.resize(kTensors, Shape{2});
+        for (const Shape& s : shapes) ps.push_back(tg::randn(s, g, d).to(dev).requires_grad_());
+        auto opt = tg::optim::make(spec, ps);
+        for (int t = 0; t < 3; ++t) {
+          for (Tensor& p : ps) p.set_grad(tg::randn(p.shape(), g, d).to(dev));
+          opt->step();
+        }
+        std::vector<std::vector<double>> out;
+        for (Tensor& p : ps) out.push_back(p.to_vector());
+        for (auto& [k, t] : opt->state_dict()) out.push_back(t.to_vector());
+        return out;
+      };
+      auto ref = run(Device::CPU), got = run(g_device);
+      REQUIRE(ref.size() == got.size());
+      for (size_t k = 0; k < ref.size(); ++k) {
+        std::string why;
+        CHECK_MESSAGE(close(got[k], ref[k], d == DType::F64 ? 1e-12 : 1e-5, why), spec, " ", tg::name(d),
+                      k < kTensors ? " parameter " : " state ", k, ": ", why);
+      }
+    }
   }
 }
 

@@ -3,7 +3,9 @@
 // to the CPU: any tensor that silently lands on the CPU meets a test-device operand in some kernel and throws.
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <filesystem>
+#include <map>
 #include <unistd.h>
 
 #include "../src/philox.hpp"
@@ -62,7 +64,7 @@ TEST_CASE("host code cannot read a device tensor's memory; to_vector, item and p
   CHECK(tg::sum(t).item() == 6.0);
   std::ostringstream os;
   os << t;
-  CHECK(os.str() == "Tensor(f64, [3], test, [1, 2, 3])");
+  CHECK(os.str() == "tensor([1., 2., 3.], device='test', dtype=f64)");  // the printer's format (tensor_print.cpp)
   Tensor h = t.cpu();
   CHECK(h.device() == Device::CPU);
   CHECK(h.data<double>()[2] == 3.0);
@@ -216,31 +218,92 @@ TEST_CASE("dropout masks: Philox-4x32-10, keyed by (seed, element), the same on 
   CHECK(a.state() == b.state());  // one draw per mask
 }
 
-// Needs the optimizer updates in the backend facade (issue 11's optimizer half, another branch): until they are
-// merged, optim/kernels.cpp refuses any device but the CPU (and AdaGrad makes its accumulator with full(..., dtype),
-// on the CPU: it needs {p.dtype(), p.device()}). Remove the skip when merging that branch.
-TEST_CASE("every optimizer trains on the test device exactly as on the CPU, its state on the device" *
-          doctest::skip(true)) {
+// The optimizer updates go through the facade (src/backend.cpp), so on the test device they run the CPU twin:
+// every optimizer, and a two-group spec, must train bit for bit as on the CPU with its state on the device, and
+// its checkpoint must move between devices (saved on one, loaded on the other, the next step still equal).
+namespace {
+
+// The optimizer's state tensors (keys "<param>.<name>" but not the step counts) as values.
+std::map<std::string, V> state_of(const tg::optim::Optimizer& opt, Device expect) {
+  std::map<std::string, V> out;
+  for (auto& [k, t] : opt.state_dict()) {
+    if (!std::isdigit(static_cast<unsigned char>(k[0])) || k.ends_with(".step")) continue;
+    CHECK_MESSAGE(t.device() == expect, opt.describe(), " ", k);
+    out[k] = t.to_vector();
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every optimizer trains on the test device exactly as on the CPU, its state on the device") {
   tg::Generator data(6);
   Tensor x = tg::randn({16, 20}, data), y = tg::randint(5, {16}, data);
-  for (const char* spec : {"sgdm:lr=0.1", "adagrad", "adam", "amsgrad", "adabound", "amsbound"}) {
-    auto run = [&](Device dev) {
-      tg::Generator g(7);
-      tg::models::MLP net(20, 12, 5, g);
-      net.to(dev);
-      auto opt = tg::optim::make(spec, net.parameters());
-      for (int s = 0; s < 3; ++s) {
-        opt->zero_grad();
-        tg::cross_entropy(net(x.to(dev)), y.to(dev)).backward();
-        opt->step();
+  auto path = (std::filesystem::temp_directory_path() / ("tg_device_opt_" + std::to_string(::getpid()) +
+                                                         ".safetensors"))
+                  .string();
+  for (const char* spec :
+       {"sgd:lr=0.1", "sgdm:lr=0.1,weight_decay=1e-3", "sgdm:lr=0.1,nesterov=true", "adagrad:lr_decay=0.1,weight_decay=1e-3",
+        "adam:weight_decay=1e-3", "amsgrad", "adamw", "adabound", "amsbound:weight_decay=1e-3", "adaboundw",
+        "adabound:lr=1e-3,final_lr=0.1,weight_decay=5e-4; no_decay: lr=1e-2,weight_decay=0,amsbound=true"}) {
+    CAPTURE(spec);
+    struct Run {
+      tg::Generator g{7};
+      tg::models::MLP net{20, 12, 5, g};
+      std::unique_ptr<tg::optim::Optimizer> opt;
+    };
+    auto make = [&](Device dev) {
+      auto r = std::make_unique<Run>();
+      r->net.to(dev);
+      std::vector<tg::optim::ParamGroup> groups{{"decay", {}}, {"no_decay", {}}};  // weights, biases
+      for (auto& [name, p] : r->net.named_parameters()) groups[name.ends_with("bias") ? 1 : 0].params.push_back(p);
+      r->opt = std::string(spec).find(';') == std::string::npos ? tg::optim::make(spec, r->net.parameters())
+                                                                 : tg::optim::make(spec, groups);
+      return r;
+    };
+    auto train = [&](Run& r, int steps) {
+      const Device dev = r.net.parameters()[0].device();
+      for (int s = 0; s < steps; ++s) {
+        r.opt->zero_grad();
+        tg::cross_entropy(r.net(x.to(dev)), y.to(dev)).backward();
+        r.opt->step();
       }
-      for (auto& [k, t] : opt->state_dict())
-        if (k != "lr" && k != "initial_lr" && k.find(".step") == std::string::npos)
-          CHECK_MESSAGE(t.device() == dev, spec, " ", k);
-      std::vector<std::vector<double>> out;
-      for (Tensor& p : net.parameters()) out.push_back(p.to_vector());
+    };
+    auto params = [](Run& r) {
+      std::vector<V> out;
+      for (Tensor& p : r.net.parameters()) out.push_back(p.to_vector());
       return out;
     };
-    CHECK_MESSAGE(run(Device::CPU) == run(Device::Test), spec);
+    auto cpu = make(Device::CPU), test = make(Device::Test);
+    train(*cpu, 3);
+    train(*test, 3);
+    CHECK(params(*cpu) == params(*test));
+    const auto state = state_of(*cpu->opt, Device::CPU);
+    CHECK(!state.empty() == (std::string(spec) != "sgd:lr=0.1"));
+    CHECK(state_of(*test->opt, Device::Test) == state);
+    for (size_t i = 0; i < cpu->net.parameters().size(); ++i) {  // read back from the device explicitly
+      Tensor a = cpu->opt->effective_lr(i), b = test->opt->effective_lr(i);
+      CHECK(a.defined() == b.defined());
+      if (a.defined()) CHECK(a.to_vector() == b.to_vector());
+    }
+    const auto telemetry = test->opt->lr_telemetry();
+    CHECK(telemetry.size() == cpu->opt->lr_telemetry().size());
+    for (size_t k = 0; k < telemetry.size(); ++k) CHECK(telemetry[k].lr.median == cpu->opt->lr_telemetry()[k].lr.median);
+
+    // Saved on the test device, loaded on the CPU; saved there, loaded on the test device: the same state on
+    // each, on its own device, and one more step equal everywhere.
+    tg::save_checkpoint(path, test->net, test->opt.get(), {});
+    auto on_cpu = make(Device::CPU);
+    tg::load_checkpoint(path, on_cpu->net, on_cpu->opt.get());
+    CHECK(state_of(*on_cpu->opt, Device::CPU) == state);
+    tg::save_checkpoint(path, on_cpu->net, on_cpu->opt.get(), {});
+    auto back = make(Device::Test);
+    tg::load_checkpoint(path, back->net, back->opt.get());
+    CHECK(state_of(*back->opt, Device::Test) == state);
+    for (Run* r : {cpu.get(), test.get(), on_cpu.get(), back.get()}) train(*r, 1);
+    CHECK(params(*test) == params(*cpu));
+    CHECK(params(*on_cpu) == params(*cpu));
+    CHECK(params(*back) == params(*cpu));
   }
+  std::filesystem::remove(path);
 }

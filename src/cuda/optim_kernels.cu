@@ -9,33 +9,21 @@
 // the same order), so results agree with the CPU (bit for bit when compiled with --fmad=false, as the CPU
 // baseline has no FMA; with FMA contraction within the golden tolerances).
 //
-// Streams: launches go to the default stream (the backend's current stream once it has one).
+// All launches go on the backend's one stream (common.hpp); nothing here waits for the device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-#include "../backend.hpp"
-
-// The declarations these definitions must match (src/cuda/ will have one header that does this, as cpu.hpp).
-namespace tapegrad::cuda {
-using backend::Binary;
-using backend::LstmWeights;
-using backend::Unary;
-using backend::Window2d;
-#include "../kernels.inc"
-}  // namespace tapegrad::cuda
+#include "common.hpp"
+#include "cuda.hpp"
 
 namespace tapegrad::cuda {
 namespace {
 
 constexpr int64_t kChunk = 65536;  // elements per block
 constexpr int kThreads = 256;
-
-void check_cuda(cudaError_t e, const char* op) {
-  TG_CHECK(e == cudaSuccess, op, ": CUDA error ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
-}
 
 // One tensor of the list: up to five pointers (p, g, three states) and its length.
 template <class T>
@@ -89,17 +77,15 @@ __device__ inline T sqrt_t(T x) {
 template <class T, class Kernel, class Scalars>
 void apply(const char* op, std::vector<Tensor>& p, const std::vector<Tensor>& g, std::vector<Tensor>* s0,
            std::vector<Tensor>* s1, std::vector<Tensor>* s2, Kernel kernel, const Scalars& scalars) {
-  auto at = [](std::vector<Tensor>* list, size_t k) -> T* {
-    return list && !list->empty() ? static_cast<T*>((*list)[k].raw_data()) : nullptr;
-  };
+  auto at = [](std::vector<Tensor>* list, size_t k) -> T* { return list && !list->empty() ? ptr<T>((*list)[k]) : nullptr; };
   Table<T> table;
   table.count = 0;
   int64_t blocks = 0;
   auto launch = [&] {
     if (table.count == 0) return;
     table.first[table.count] = static_cast<int32_t>(blocks);
-    kernel<<<static_cast<unsigned>(blocks), kThreads, 0, 0>>>(table, scalars);
-    check_cuda(cudaGetLastError(), op);
+    kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream()>>>(table, scalars);
+    TG_CUDA_CHECK(cudaGetLastError());
     table.count = 0;
     blocks = 0;
   };
@@ -108,8 +94,7 @@ void apply(const char* op, std::vector<Tensor>& p, const std::vector<Tensor>& g,
     if (n == 0) continue;
     TG_CHECK(chunks < (int64_t{1} << 30), op, ": tensor ", k, " has ", n, " elements, too many for one launch");
     if (table.count == kMaxTensors || blocks + chunks >= (int64_t{1} << 31) - 1) launch();
-    table.row[table.count] = {static_cast<T*>(p[k].raw_data()), static_cast<const T*>(g[k].raw_data()), at(s0, k),
-                              at(s1, k), at(s2, k), n};
+    table.row[table.count] = {ptr<T>(p[k]), ptr<T>(g[k]), at(s0, k), at(s1, k), at(s2, k), n};
     table.first[table.count] = static_cast<int32_t>(blocks);
     ++table.count;
     blocks += chunks;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end: the mnist replication program on a small generated MNIST-format data set (gzip IDX files):
 # it trains two optimizers, writes JSON lines and a summary, and resuming after epoch 2 gives exactly the
-# lines of a straight 3-epoch run. Bad flags exit with code 2 and a message.
+# lines of a straight 3-epoch run; --device test gives the lines of --device cpu. Bad flags exit with code 2
+# and a message.
 # Usage: test_mnist.sh MNIST_BINARY
 set -euo pipefail
 mnist=$1
@@ -67,4 +68,23 @@ for r in rows:
     assert r["lower_bound"] - 1e-12 <= q["min"] and q["max"] <= r["upper_bound"] + 1e-12, r
     assert 0 <= r["frac_at_lower"] <= 1 and 0 <= r["frac_at_upper"] <= 1 and u["max"] >= q["max"], r
 PY
+# The test device (the CPU kernels under their own tag and memory): the same lines, telemetry and checkpoints
+# as the CPU run above, bit for bit (only timing and the device's name may differ).
+"$mnist" "${common[@]}" --epochs 1 --telemetry 4 --device test --out "$tmp/tele_test" > "$tmp/log5" 2>&1 ||
+  { echo "FAIL: --device test run"; cat "$tmp/log5"; exit 1; }
+m=0
+for f in "$tmp/tele"/*.jsonl; do
+  b=$(basename "$f")
+  same() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    j = json.loads(l); [j.pop(k, None) for k in ("seconds", "samples_per_s", "time", "elapsed_s", "device")]; print(json.dumps(j, sort_keys=True))' "$1"; }
+  [ -s "$f" ] && diff <(same "$f") <(same "$tmp/tele_test/$b") ||
+    { echo "FAIL: --device test differs from --device cpu ($b)"; exit 1; }
+  if [ -f "${f%.jsonl}.ckpt" ]; then
+    cmp -s <(tensors "${f%.jsonl}.ckpt") <(tensors "$tmp/tele_test/${b%.jsonl}.ckpt") ||
+      { echo "FAIL: --device test left different parameters or optimizer state (${b%.jsonl}.ckpt)"; exit 1; }
+  fi
+  m=$((m + 1))
+done
+[ $m -eq 3 ] || { echo "FAIL: expected 3 JSON-lines files (two optimizers, telemetry) for the device check, found $m"; exit 1; }
 echo "mnist end to end: ok"
