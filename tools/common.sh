@@ -11,8 +11,8 @@ TG_BUILD="${TG_BUILD:-$TG_ROOT/build}"
 # What a build needs, as Debian packages.
 TG_BUILD_PACKAGES=(meson ninja-build g++ libeigen3-dev doctest-dev pkg-config nlohmann-json3-dev libcli11-dev zlib1g-dev)
 # What the tests need besides: cmake (a user's CMake build against the installed library), qemu-user (the
-# default build on an emulated CPU without AVX-512).
-TG_TEST_PACKAGES=(cmake qemu-user)
+# default build on an emulated CPU without AVX-512), doxygen (the API reference builds without warnings).
+TG_TEST_PACKAGES=(cmake qemu-user doxygen)
 
 tg_log() { printf '%s\n' "$*" >&2; }
 tg_die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
