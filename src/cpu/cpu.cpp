@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "../internal.hpp"
 #include "../philox.hpp"
@@ -497,6 +498,17 @@ void softmax(const Tensor& x, int64_t outer, int64_t n, int64_t inner, bool log,
         int64_t o = s / inner, i = s % inner;
         const T* p = px + o * n * inner + i;
         T* q = py + o * n * inner + i;
+        if constexpr (std::is_same_v<T, float>)
+          if (const isa::Math& m = isa::math(); inner == 1 && m.exp_sum) {  // contiguous rows: the level's kernels
+            const float mx = m.max(p, n), sum = m.exp_sum(p, n, mx);
+            if (log) {
+              const float lse = mx + std::log(sum);
+              for (int64_t r = 0; r < n; ++r) q[r] = p[r] - lse;
+            } else {
+              m.exp_scale(p, n, mx, 1.0f / sum, q);
+            }
+            continue;
+          }
         T mx = -std::numeric_limits<T>::infinity();
         for (int64_t r = 0; r < n; ++r) mx = std::max(mx, p[r * inner]);
         T sum = 0;
@@ -535,7 +547,7 @@ void softmax_backward(const Tensor& g, const Tensor& y, int64_t outer, int64_t n
   });
 }
 
-// Row by row, Eigen's vectorised exp: the forward reads the logits once (max, then the sum of exponentials of a
+// Row by row, the level's f32 kernels (isa::Math) or Eigen's vectorised exp: the forward reads the logits once (max, then the sum of exponentials of a
 // row that stays in cache) and keeps only lse [N]; the backward recomputes the softmax from the logits while
 // writing the gradient. Neither stores an [N, C] softmax.
 void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Tensor& lse) {
@@ -550,6 +562,14 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& loss, Ten
     T* po = ptr<T>(loss);
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
+        if constexpr (std::is_same_v<T, float>)
+          if (const isa::Math& m = isa::math(); m.exp_sum) {  // the level's kernels (AVX2, AVX-512)
+            const float* row = px + i * C;
+            const float mx = m.max(row, C);
+            ps[i] = mx + std::log(m.exp_sum(row, C, mx));
+            po[i] = ps[i] - row[pl[i]];
+            continue;
+          }
         Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> row(px + i * C, C);
         const T mx = row.template maxCoeff<Eigen::PropagateNaN>();
         ps[i] = mx + std::log((row - mx).exp().sum());
@@ -572,6 +592,12 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& lse, const Tenso
     parallel_for(N, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         T s = static_cast<T>(factor) * (scalar_g ? pg[0] : pg[i]);
+        if constexpr (std::is_same_v<T, float>)
+          if (const isa::Math& m = isa::math(); m.exp_scale) {
+            m.exp_scale(px + i * C, C, ps[i], s, po + i * C);
+            po[i * C + pl[i]] -= s;
+            continue;
+          }
         Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> out(po + i * C, C);
         out = (Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(px + i * C, C) - ps[i]).exp() * s;
         po[i * C + pl[i]] -= s;

@@ -4,7 +4,8 @@
 // again per level in its own translation unit (micro_avx512.cpp: -mavx512f, micro_avx2.cpp: -mavx2 -mfma, both
 // from micro.inc) and reached through one table: the first call reads TG_CPU_ISA (avx512 | avx2 | baseline)
 // or else asks the CPU (cpuid, through __builtin_cpu_supports) and keeps the best level it supports. The
-// baseline level has no micro-kernel: products go to Eigen. Those translation units include nothing but
+// baseline level has no micro-kernel: products go to Eigen. The f32 row kernels of exp, softmax and the LSTM's
+// gates (vmath.inc) are compiled per level the same way. Those translation units include nothing but
 // <immintrin.h> and this header, so that no inline function of Eigen or std compiled with AVX-512 can be
 // picked by the linker for a baseline caller (tests/isa/check_objects.sh proves it on the objects).
 #pragma once
@@ -36,12 +37,31 @@ struct Kernel {
 
 enum class Level { Baseline, Avx2, Avx512 };
 
+// f32 row kernels of the elementwise math that dominates a language model's step besides the products (the
+// softmax over a 10k vocabulary, the LSTM's gate pass), compiled per level from vmath.inc: exp within 2 ulp
+// (Cody-Waite reduction and Cephes' polynomial; inf, NaN, overflow and subnormal results as std::exp), sigmoid
+// and tanh from it. All nullptr at the baseline level: callers keep their Eigen code.
+struct Math {
+  float (*max)(const float* x, int64_t n) = nullptr;                // max of x[0:n] (NaN if any is; -inf if n = 0)
+  float (*exp_sum)(const float* x, int64_t n, float shift) = nullptr;  // sum of exp(x - shift)
+  // y[0:n] = exp(x - shift) scale (y may be x).
+  void (*exp_scale)(const float* x, int64_t n, float shift, float scale, float* y) = nullptr;
+  // One LSTM row of n units, gates at a, a + H, a + 2H, a + 3H (i, f, g, o; pre-activations in, activations out):
+  // c = f cp + i g (cp nullptr: c = i g), h = o tanh(c).
+  void (*lstm_cell)(float* a, int64_t H, const float* cp, float* c, float* h, int64_t n) = nullptr;
+  // Its backward (a: the activations, c: the cell state): dh += gy; dc += dh o (1 - tanh^2 c); the gate gradients
+  // into d, d + H, d + 2H, d + 3H (d f = 0 when cp is nullptr); then dc *= f.
+  void (*lstm_cell_backward)(const float* a, int64_t H, const float* c, const float* cp, const float* gy, float* dh,
+                             float* dc, float* d, int64_t n) = nullptr;
+};
+
 // One level's kernels: sgemm's general one (A packed on every call: linear layers, the LSTM), and its packed-A
 // one (A packed once for many products: the weights of a convolution times each chunk's column buffer).
 struct Table {
   Level level = Level::Baseline;
   const char* name = "baseline";
   Kernel gemm, packed;
+  Math math;
 };
 
 // The table of the level in use, chosen on the first call (throws tapegrad::Error for a TG_CPU_ISA that is
@@ -50,6 +70,9 @@ const Table& table();
 
 // True when this CPU (and its operating system) can run the level.
 bool supported(Level level);
+
+// The row kernels of the level in use (all nullptr at the baseline level).
+inline const Math& math() { return table().math; }
 
 // The tables compiled per level (micro_avx512.cpp, micro_avx2.cpp), before the blocking is fitted to the caches.
 // Compiled for their level themselves: call one only when supported() says the CPU has it.

@@ -10,8 +10,9 @@
 // the four gate gradients dA_t of its units; a barrier; then it computes its columns of dh_{t-1} = dA_t w_hh,
 // which are the only ones its next step reads. After the loop three large products give gx, gw_ih, gw_hh.
 //
-// The gate functions are Eigen's vectorised logistic and tanh (for f32: rational approximations within a
-// few ulp; for f64: exp-based and std::tanh).
+// The gate pass of a row: f32 at the AVX2 and AVX-512 levels, the level's kernels (isa::Math::lstm_cell and its
+// backward, vectorised exp-based sigmoid and tanh); else Eigen's vectorised logistic and tanh (for f32: rational
+// approximations within a few ulp; for f64: exp-based and std::tanh).
 #include <omp.h>
 
 #define EIGEN_DONT_PARALLELIZE
@@ -160,13 +161,18 @@ void lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Lst
           }
         for (int64_t b = 0; n > 0 && b < B; ++b) {
           T* a = At + b * G4;
+          const T* cp = t > 0 ? C + ((t - 1) * B + b) * H + j0 : C0 ? C0 + b * H + j0 : nullptr;
+          if constexpr (fast)
+            if (isa::math().lstm_cell) {  // f32 at the AVX2 and AVX-512 levels
+              isa::math().lstm_cell(a + j0, H, cp, C + (t * B + b) * H + j0, Y + (t * B + b) * H + j0, n);
+              continue;
+            }
           Arr<T> gi(a + j0, n), gf(a + H + j0, n), gg(a + 2 * H + j0, n), go(a + 3 * H + j0, n);
           gi = gi.logistic();
           gf = gf.logistic();
           gg = gg.tanh();
           go = go.logistic();
           Arr<T> c(C + (t * B + b) * H + j0, n), h(Y + (t * B + b) * H + j0, n);
-          const T* cp = t > 0 ? C + ((t - 1) * B + b) * H + j0 : C0 ? C0 + b * H + j0 : nullptr;
           if (cp) c = gf * CArr<T>(cp, n) + gi * gg;
           else c = gi * gg;
           h = go * c.tanh();
@@ -206,11 +212,17 @@ void lstm_backward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Ls
         for (int64_t b = 0; n > 0 && b < B; ++b) {
           const int64_t r = t * B + b;
           const T* a = A + r * G4;
+          const T* cp = t > 0 ? C + (r - B) * H + j0 : C0 ? C0 + b * H + j0 : nullptr;
+          T* d = dA + r * G4;
+          if constexpr (std::is_same_v<T, float>)
+            if (isa::math().lstm_cell_backward) {  // f32 at the AVX2 and AVX-512 levels
+              isa::math().lstm_cell_backward(a + j0, H, C + r * H + j0, cp, GY + r * H + j0, dh.data() + b * H + j0,
+                                             dc.data() + b * H + j0, d + j0, n);
+              continue;
+            }
           CArr<T> gi(a + j0, n), gf(a + H + j0, n), gg(a + 2 * H + j0, n), go(a + 3 * H + j0, n);
           CArr<T> c(C + r * H + j0, n), gyr(GY + r * H + j0, n);
-          const T* cp = t > 0 ? C + (r - B) * H + j0 : C0 ? C0 + b * H + j0 : nullptr;
           Arr<T> dhr(dh.data() + b * H + j0, n), dcr(dc.data() + b * H + j0, n);
-          T* d = dA + r * G4;
           Arr<T> di(d + j0, n), df(d + H + j0, n), dg(d + 2 * H + j0, n), dout(d + 3 * H + j0, n);
           const auto tc = c.tanh().eval();
           dhr += gyr;                                          // dh_t = gy_t + (dA_{t+1} w_hh)
