@@ -583,12 +583,12 @@ int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::f
     return run();
   } catch (const Error& e) {
     speak();
-    std::cerr << "\n" << name << ": error: " << rank_prefix() << e.what() << '\n';
+    std::cerr << "\n" + std::string(name) + ": error: " + rank_prefix() + e.what() + "\n";  // one write
     dist::abort(2);  // dist: never leave the other ranks waiting
     return 2;
   } catch (const std::exception& e) {
     speak();
-    std::cerr << "\n" << name << ": unexpected error: " << rank_prefix() << e.what() << '\n';
+    std::cerr << "\n" + std::string(name) + ": unexpected error: " + rank_prefix() + e.what() + "\n";  // one write
     dist::abort(1);
     return 1;
   }
