@@ -3,7 +3,8 @@
 # process (global batch, sample order, metrics all-reduced; only rank 0 writes; --batch 47 of 540 samples gives
 # every rank uneven slices, the validation and test sets are evaluated in slices), resume across world sizes
 # (2 -> 1, 1 -> 2), a rank killed with SIGKILL (the job ends naming it, the checkpoint resumes), and a rank
-# started with another seed (refused before any step). Skipped (77) without MPI.
+# started with another seed (refused before any step); tools/tune under mpirun runs each point as a process of
+# its own. Skipped (77) without MPI.
 set -u
 mnist=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -82,6 +83,17 @@ timeout 120 "${mpi[@]}" "$mnist" "${plain[@]}" --epochs $((last + 1)) --resume -
   || bad "resume after the kill: $(tail -3 "$k/resume.log")"
 grep -q "resumed from .* after epoch $last" "$k/resume.log" || bad "did not resume after epoch $last"
 [ "$(wc -l < "$k/out/adam.jsonl")" = $((last + 1)) ] || bad "the resumed run did not add epoch $((last + 1))"
+
+echo "== tools/tune under mpirun -np 2: each point a process of its own (not a rank of the tuner's job)"
+bin=$(cd "$(dirname "$mnist")" && pwd)
+timeout 120 "${mpi[@]}" /usr/bin/python3 "$here/../../tools/tune" mnist --bin "$bin" --epochs 1 --threads 1 \
+  --optim sgdm --grid sgdm.lr=1e-2,1e-1 --max-extensions 0 --out "$tmp/tune" \
+  -- --data "$tmp/data" --dataset mnist --hidden 32 --batch 50 > "$tmp/tune.log" 2>&1 \
+  || { cat "$tmp/tune.log"; bad "tools/tune under mpirun"; }
+runs=$(find "$tmp/tune" -name sgdm.jsonl 2>/dev/null | wc -l)
+full=$(find "$tmp/tune" -name sgdm.jsonl -size +0 2>/dev/null | wc -l)
+[ "$runs" = 2 ] && [ "$full" = 2 ] \
+  || bad "tools/tune under mpirun: $full of $runs points wrote their results (expected 2 of 2)"
 
 [ $fail = 0 ] && echo "dist tools: passed" || echo "dist tools: FAILED"
 exit $fail
