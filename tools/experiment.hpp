@@ -15,7 +15,10 @@
 //   - --telemetry N: effective learning-rate distributions (Optimizer::lr_telemetry) every N steps;
 //   - --val-fraction F (image experiments): a validation split of the training data, drawn from the seed,
 //     evaluated every epoch (val_loss, val_acc) for tools/tune's selection; --check-optim: the specs resolved;
-//   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given.
+//   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given;
+//   - under mpirun (dist.hpp): data parallel, the same flags meaning the same training on any number of ranks
+//     (--batch the global batch, each rank its slice; sums over the ranks; rank 0 alone prints and writes;
+//     ranks started differently refused; checkpoints resume on any number of ranks). Call sites: 'dist:'.
 //
 // Its parts: the run's specification (CommonConfig, RunSpec, Experiment: here), the training loop of named
 // steps (run_experiment in experiment.cpp: start_run, train_epoch, evaluate, record_epoch), the results
