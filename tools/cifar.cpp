@@ -36,6 +36,7 @@
 #include "tapegrad/datasets/cifar.hpp"
 #include "tapegrad/datasets/idx.hpp"
 #include "tapegrad/datasets/loader.hpp"
+#include "tapegrad/dist.hpp"
 #include "tapegrad/ops.hpp"
 
 using namespace tapegrad;
@@ -65,6 +66,7 @@ struct Config : CommonConfig {
   int64_t records_per_file = datasets::kCifarRecordsPerFile;
   bool paper = false;
   bool no_augment = false;
+  bool sync_bn = false;
   double weight_decay = 5e-4;
   int64_t eval_batch = 500;
 };
@@ -172,16 +174,20 @@ int run(Config c, const CLI::App& app) {
             << "), batch " << c.batch << ", " << schedule << ", weight decay " << optim::format_number(c.weight_decay)
             << ", seed " << c.seed << ", " << num_threads() << " threads\n";
 
+  // dist: each rank takes its slice of every global batch (training and evaluation)
+  check_batches_cover_ranks("--batch", train.size(), c.batch);
+  const int rank = dist::rank(), ranks = dist::world_size();
   datasets::DataLoader train_loader(train, {.batch_size = c.batch, .shuffle = true, .seed = c.seed,
                                             .channel_mean = mean, .channel_std = sd, .image_shape = true,
                                             .crop_padding = c.no_augment ? 0 : 4,
-                                            .horizontal_flip = !c.no_augment});
+                                            .horizontal_flip = !c.no_augment, .rank = rank, .world_size = ranks});
   datasets::DataLoader test_loader(test, {.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
-                                          .channel_std = sd, .image_shape = true});
+                                          .channel_std = sd, .image_shape = true, .rank = rank, .world_size = ranks});
   std::optional<datasets::DataLoader> val_loader;
   if (val)
     val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
-                                                     .channel_std = sd, .image_shape = true});
+                                                     .channel_std = sd, .image_shape = true, .rank = rank,
+                                                     .world_size = ranks});
   std::shared_ptr<nn::Layer> model;
   const Forward forward = [&](const Tensor& x) { return (*model)(x); };
 
@@ -196,7 +202,8 @@ int run(Config c, const CLI::App& app) {
                  {"in_channels", std::to_string(train.channels)},
                  {"batch", std::to_string(c.batch)},
                  {"train_samples", std::to_string(train.size())},
-                 {"augment", c.no_augment ? "false" : "true"}};
+                 {"augment", c.no_augment ? "false" : "true"},
+                 {"data", std::to_string(dist::fingerprint(train.images) ^ dist::fingerprint(train.labels))}};
   if (val) ex.identity["val_fraction"] = optim::format_number(c.val_fraction);
   ex.summary_fields = {{"dataset_title", data.title},
                        {"data_dir", data.dir},
@@ -211,6 +218,7 @@ int run(Config c, const CLI::App& app) {
                        {"mean", mean},
                        {"std", sd}};
   if (val) ex.summary_fields["val_samples"] = val->size();
+  ex.sync_batch_norm = c.sync_bn;
   ex.steps_per_epoch = train_loader.num_batches();
   ex.make_model = [&](Generator& init) -> nn::Module& {
     model = make_cifar_model(c.model, train.channels, init);
@@ -267,6 +275,8 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", c.weight_decay, "weight decay of the default optimizer specs")
       ->capture_default_str();
   app.add_flag("--no-augment", c.no_augment, "no random crop and flip");
+  app.add_flag("--sync-bn", c.sync_bn,
+               "under mpirun: BatchNorm statistics over the global batch (default: each rank's slice, as PyTorch)");
   app.add_option("--eval-batch", c.eval_batch, "batch size of the evaluation")->capture_default_str();
   return main_of("cifar", app, argc, argv, [&] { return run(c, app); });
 }

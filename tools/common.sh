@@ -9,7 +9,8 @@ TG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TG_BUILD="${TG_BUILD:-$TG_ROOT/build}"
 
 # What a build needs, as Debian packages.
-TG_BUILD_PACKAGES=(meson ninja-build g++ libeigen3-dev doctest-dev pkg-config nlohmann-json3-dev libcli11-dev zlib1g-dev)
+TG_BUILD_PACKAGES=(meson ninja-build g++ libeigen3-dev doctest-dev pkg-config nlohmann-json3-dev libcli11-dev zlib1g-dev
+                   libopenmpi-dev openmpi-bin)  # MPI: data parallelism (meson -Dmpi=disabled builds without)
 # What the tests need besides: cmake (a user's CMake build against the installed library), qemu-user (the
 # default build on an emulated CPU without AVX-512), doxygen (the API reference builds without warnings).
 TG_TEST_PACKAGES=(cmake qemu-user doxygen)

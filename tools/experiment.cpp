@@ -1,6 +1,9 @@
 // The training driver of the replication programs: see experiment.hpp.
 #include "experiment.hpp"
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -13,6 +16,7 @@
 
 #include "results.hpp"
 #include "tapegrad/datasets/idx.hpp"
+#include "tapegrad/dist.hpp"
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/ops.hpp"
 
@@ -171,6 +175,19 @@ void check_common_flags(const CommonConfig& c) {
   for (int64_t m : c.milestones) TG_CHECK(m >= 1, "--milestones ", m, ": epochs count from 1");
   TG_CHECK(!c.out.empty(), "--out: an output directory is needed");
   if (c.threads > 0) set_num_threads(c.threads);
+  if (c.threads == 0 && dist::world_size() > 1) {  // dist: the cores this rank may use, shared with the others here
+    cpu_set_t cpus;
+    const int mine = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    const int per_rank = static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN) / dist::local_size()));
+    set_num_threads(std::max(1, std::min(mine, per_rank)));
+  }
+}
+
+void check_batches_cover_ranks(const std::string& flag, int64_t n, int64_t batch) {
+  const int64_t last = n % batch == 0 ? batch : n % batch, smallest = std::min(batch, last);
+  TG_CHECK(n == 0 || smallest >= dist::world_size(), flag, " ", batch, ": with ", dist::world_size(),
+           " ranks every batch needs at least one sample per rank, but ", n, " items in batches of ", batch,
+           " leave a batch of ", smallest);
 }
 
 bool check_runs(const CommonConfig& c, const std::vector<RunSpec>& runs) {
@@ -202,13 +219,15 @@ json evaluate_classifier(const Forward& model, const datasets::DataLoader& loade
   double loss_sum = 0.0;
   int64_t correct = 0;
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
-    const datasets::Batch batch = loader.batch(b);
+    const datasets::Batch batch = loader.batch(b);  // dist: this rank's slice (empty when the batch is short)
+    if (batch.y.numel() == 0) continue;
     const Tensor logits = model(batch.x);
     loss_sum += cross_entropy(logits, batch.y.to(logits.device()), Reduction::Sum).item();
     correct += count_correct(logits, batch.y);
   }
+  const auto sums = dist::all_reduce_sum({loss_sum, static_cast<double>(correct)});  // dist: exact sums
   const double n = static_cast<double>(loader.num_samples());
-  return json{{prefix + "_loss", loss_sum / n}, {prefix + "_acc", correct / n}};
+  return json{{prefix + "_loss", sums[0] / n}, {prefix + "_acc", sums[1] / n}};
 }
 
 datasets::ImageDataset split_validation(datasets::ImageDataset& train, double fraction, uint64_t seed) {
@@ -280,8 +299,12 @@ struct Run {
   Metadata identity;        // what its checkpoint must match to be resumed
   RunSummary summary;
   int64_t start_epoch = 0;  // epochs done before this process (--resume)
-  std::ofstream results, telemetry;
+  std::optional<dist::DataParallel> data_parallel;  // dist: averages the gradients over the ranks (1 rank: none)
+  std::ofstream results, telemetry;                 // rank 0's alone
 };
+
+// dist: rank 0 alone writes results, checkpoints, telemetry and summaries.
+bool lead() { return dist::rank() == 0; }
 
 // Builds the model from the seed (the same initial weights for every optimizer) and the optimizer; with
 // --resume, continues after the checkpoint's epoch once it is shown to be of the same run.
@@ -322,7 +345,16 @@ void start_run(const CommonConfig& c, Experiment& ex, const RunSpec& r, Run& run
              ": remove both to start this optimizer afresh");
   }
   run.summary.resolved = run.opt->describe();
-  // Results: the kept lines only (all of them epochs <= start_epoch). Data parallel: only rank 0 writes.
+  // dist: every rank was started alike (flags, data, checkpoint), then takes rank 0's weights and averages its
+  // gradients with the others' during backward. (A collective: before rank 0 rewrites the results below.)
+  std::string described;
+  for (const auto& [key, value] : run.identity) described += key + "=" + value + "\n";
+  dist::check_same("flags and data", described + "start_epoch=" + std::to_string(run.start_epoch) +
+                                         "\nsync_batch_norm=" + (ex.sync_batch_norm ? "true" : "false") + "\n");
+  if (dist::world_size() > 1)  // (a world of one needs none, and keeps any device)
+    run.data_parallel.emplace(*run.model, dist::DataParallelOptions{.sync_batch_norm = ex.sync_batch_norm});
+  if (!lead()) return;
+  // Results: the kept lines only (all of them epochs <= start_epoch).
   run.results = open_results(run.results_path, run.summary.epochs);
   if (c.telemetry > 0) {
     const std::string telemetry_path = (fs::path(c.out) / "telemetry.jsonl").string();
@@ -361,8 +393,9 @@ struct EpochStats {
 };
 
 // One epoch of the training loop. Each step: the batch and forward (the experiment's step; data parallel:
-// each rank takes its shard of the epoch's batch indices there), zero_grad, backward, [data parallel: average
-// the gradients across ranks here], the finite check, before_update (clipping), the update, telemetry.
+// each rank takes its slice of the global batch there), the batch's sums over the ranks, zero_grad, backward
+// (data parallel: the gradients averaged over the ranks), the finite check, before_update (clipping), the
+// update, telemetry.
 EpochStats train_epoch(const CommonConfig& c, Experiment& ex, Run& run, int64_t epoch, Progress& progress) {
   const int64_t steps = ex.steps_per_epoch;
   const auto t0 = Clock::now();
@@ -372,10 +405,16 @@ EpochStats train_epoch(const CommonConfig& c, Experiment& ex, Run& run, int64_t 
   run.model->train();
   for (int64_t b = 0; b < steps; ++b) {
     const StepResult out = ex.step(epoch - 1, b);  // forward
+    // dist: this rank's share of the global batch, and the batch's loss sum, count, correct and whether some
+    // rank's loss is not finite (so that every rank skips or stops alike).
+    const double local_l = out.loss.item();
+    const auto global = dist::all_reduce_sum({local_l * static_cast<double>(out.count), static_cast<double>(out.count),
+                                              static_cast<double>(out.correct), std::isfinite(local_l) ? 0.0 : 1.0});
+    if (run.data_parallel) run.data_parallel->set_batch_share(out.count, static_cast<int64_t>(global[1]));
     run.opt->zero_grad();
     out.loss.backward();
     if ((epoch - 1) * steps + b + 1 == c.debug_nan_at) poison_gradient(run);
-    const double l = out.loss.item();
+    const double l = global[3] > 0 && std::isfinite(local_l) ? std::numeric_limits<double>::quiet_NaN() : local_l;
     const std::string bad = nonfinite_step(run, l, epoch, b, steps);
     if (!bad.empty()) {
       if (!c.skip_nonfinite) {
@@ -388,11 +427,11 @@ EpochStats train_epoch(const CommonConfig& c, Experiment& ex, Run& run, int64_t 
     }
     if (ex.before_update) ex.before_update();
     run.opt->step();
-    if (c.telemetry > 0 && run.opt->steps() % c.telemetry == 0)
+    if (c.telemetry > 0 && run.opt->steps() % c.telemetry == 0 && lead())
       run.telemetry << telemetry_lines(run.spec.label, epoch, *run.opt, run.named) << std::flush;
-    s.loss_sum += l * static_cast<double>(out.count);
-    if (out.correct >= 0) s.correct += out.correct, s.counts_correct = true;
-    s.seen += out.count;
+    s.loss_sum += global[0];  // dist: sums over the ranks
+    if (out.correct >= 0) s.correct += static_cast<int64_t>(global[2]), s.counts_correct = true;
+    s.seen += static_cast<int64_t>(global[1]);
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     progress.step(head, b + 1, steps, s.train_mean_loss(), s.seen / std::max(elapsed, 1e-9));
   }
@@ -432,7 +471,7 @@ void record_epoch(const CommonConfig& c, const Experiment& ex, Run& run, int64_t
   line[ex.unit + "_per_s"] = static_cast<double>(s.seen) / train_seconds;
   line["steps"] = run.opt->steps();
   if (c.skip_nonfinite) line["skipped_steps"] = s.skipped;
-  run.results << line.dump() << '\n' << std::flush;
+  if (lead()) run.results << line.dump() << '\n' << std::flush;
   run.summary.epochs.push_back(line);
   const std::string head = run.tag + " epoch " + std::to_string(epoch) + "/" + std::to_string(c.epochs);
   progress.say(head + "  train loss " + fmt("%.4f", s.train_mean_loss()) +
@@ -448,7 +487,7 @@ void record_epoch(const CommonConfig& c, const Experiment& ex, Run& run, int64_t
   meta["seconds"] = optim::format_number(run.summary.seconds);
   meta["diverged"] = "false";
   meta["optimizer"] = run.spec.label;
-  save_checkpoint(run.ckpt_path, *run.model, run.opt.get(), meta);
+  if (lead()) save_checkpoint(run.ckpt_path, *run.model, run.opt.get(), meta);
 }
 
 }  // namespace
@@ -463,7 +502,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
     TG_CHECK(!ec && fs::is_directory(c.out), "--out ", c.out, ": cannot create the directory (",
              ec ? ec.message() : std::string("a file is in the way"), ")");
   }
-  if (c.telemetry > 0 && !c.resume) write_file_atomically((fs::path(c.out) / "telemetry.jsonl").string(), "");
+  if (c.telemetry > 0 && !c.resume && lead()) write_file_atomically((fs::path(c.out) / "telemetry.jsonl").string(), "");
   const int64_t steps = ex.steps_per_epoch;
   Progress progress(static_cast<int64_t>(runs.size()) * c.epochs * steps, ex.unit);
   progress.say(ex.name + ": " + std::to_string(num_threads()) + " threads, CPU kernels " + cpu_isa());
@@ -500,7 +539,7 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
     summaries.push_back(std::move(run.summary));
   }
 
-  write_summary(c, ex, summaries);
+  if (lead()) write_summary(c, ex, summaries);
   bool any_stopped = false;  // an optimizer stopped on a NaN/Inf: exit code 3
   for (const RunSummary& r : summaries)
     if (!r.stopped.empty()) {
@@ -510,7 +549,25 @@ int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Expe
   return any_stopped ? 3 : 0;
 }
 
+// dist: "rank 1: " in a world of several ranks.
+static std::string rank_prefix() {
+  return dist::world_size() > 1 ? "rank " + std::to_string(dist::rank()) + ": " : "";
+}
+
 int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::function<int()>& run) {
+  dist::init(&argc, &argv);  // dist: under mpirun, one rank of the world; else a world of one
+  // dist: only rank 0 prints; the others' output goes nowhere, except their errors (below).
+  static std::ofstream nowhere;
+  std::streambuf* const out_buf = std::cout.rdbuf();
+  std::streambuf* const err_buf = std::cerr.rdbuf();
+  if (dist::rank() != 0) {
+    std::cout.rdbuf(nowhere.rdbuf());
+    std::cerr.rdbuf(nowhere.rdbuf());
+  }
+  const auto speak = [&] {
+    std::cout.rdbuf(out_buf), std::cerr.rdbuf(err_buf);
+    std::cout.clear(), std::cerr.clear();
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -519,15 +576,20 @@ int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::f
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << name << ": " << e.what() << "\n(run with --help for the flags)\n";
+    dist::abort(2);  // dist: a rank started with other flags must not leave the others waiting
     return 2;
   }
   try {
     return run();
   } catch (const Error& e) {
-    std::cerr << "\n" << name << ": error: " << e.what() << '\n';
+    speak();
+    std::cerr << "\n" + std::string(name) + ": error: " + rank_prefix() + e.what() + "\n";  // one write
+    dist::abort(2);  // dist: never leave the other ranks waiting
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "\n" << name << ": unexpected error: " << e.what() << '\n';
+    speak();
+    std::cerr << "\n" + std::string(name) + ": unexpected error: " + rank_prefix() + e.what() + "\n";  // one write
+    dist::abort(1);
     return 1;
   }
 }

@@ -15,7 +15,10 @@
 //   - --telemetry N: effective learning-rate distributions (Optimizer::lr_telemetry) every N steps;
 //   - --val-fraction F (image experiments): a validation split of the training data, drawn from the seed,
 //     evaluated every epoch (val_loss, val_acc) for tools/tune's selection; --check-optim: the specs resolved;
-//   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given.
+//   - summary.json and summary.md: best and final metric per optimizer, beside the paper's where given;
+//   - under mpirun (dist.hpp): data parallel, the same flags meaning the same training on any number of ranks
+//     (--batch the global batch, each rank its slice; sums over the ranks; rank 0 alone prints and writes;
+//     ranks started differently refused; checkpoints resume on any number of ranks). Call sites: 'dist:'.
 //
 // Its parts: the run's specification (CommonConfig, RunSpec, Experiment: here), the training loop of named
 // steps (run_experiment in experiment.cpp: start_run, train_epoch, evaluate, record_epoch), the results
@@ -117,6 +120,7 @@ struct Experiment {
   Metadata identity;      // what a checkpoint must match to be resumed (spec and epoch are added)
   json summary_fields = json::object();  // extra fields of summary.json
   int64_t steps_per_epoch = 0;
+  bool sync_batch_norm = false;  // dist: BatchNorm statistics over all ranks' samples (cifar --sync-bn)
 
   // Builds the model afresh from `init` (the same seed for every optimizer) and returns it; the
   // experiment keeps it (typed) for its step and evaluation functions.
@@ -124,12 +128,13 @@ struct Experiment {
   // Called before the first step of each epoch (0-based e: set the data order, reset carried state).
   std::function<void(int64_t epoch)> begin_epoch = [](int64_t) {};
   // Forward of batch b (0-based) of epoch e; the driver zeroes the gradients and runs backward. (Data
-  // parallel: each rank's loader yields its shard of the epoch's batch indices.)
+  // parallel: each rank's loader yields its slice of the epoch's global batch b; the driver sums the counts.)
   std::function<StepResult(int64_t epoch, int64_t b)> step;
   // After backward, after the finite check, before the update (gradient clipping); may be empty.
   std::function<void()> before_update;
   // Evaluation (the driver sets eval mode and no-grad): the held-out metrics, e.g. {"test_loss",
-  // "test_acc"} or {"valid_ppl", "test_ppl"}. Each key goes into the epoch's JSON line.
+  // "test_acc"} or {"valid_ppl", "test_ppl"}. Each key goes into the epoch's JSON line. Data parallel: each
+  // rank evaluates its slice and the sums are added over the ranks (evaluate_classifier does).
   std::function<json()> evaluate;
   // Extra fields of an epoch's JSON line from its train loss (e.g. train perplexity); may be empty.
   std::function<void(json& line)> decorate;
@@ -147,8 +152,13 @@ struct Experiment {
 int run_experiment(const CommonConfig& c, const std::vector<RunSpec>& runs, Experiment& ex);
 
 // The main() of a replication program: parses, runs, and turns errors into messages and exit codes
-// (2: bad input, 1: unexpected).
+// (2: bad input, 1: unexpected). Under mpirun (dist::init): only rank 0 prints, and an error on any rank
+// ends every rank (dist::abort) after printing it with the rank named.
 int main_of(const char* name, CLI::App& app, int argc, char** argv, const std::function<int()>& run);
+
+// dist: refuses batches of n items (size `batch`, the last one smaller) of which some rank would get no sample
+// under mpirun (`flag` names the flag to change).
+void check_batches_cover_ranks(const std::string& flag, int64_t n, int64_t batch);
 
 // ------------------------------------------------------------------------------------------ classifiers
 // Number of rows whose argmax equals the label: logits [N, C], labels I64 [N].
@@ -156,7 +166,8 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels);
 using Forward = std::function<Tensor(const Tensor&)>;  // the model: x -> logits [B, classes]
 // The training step of an image classifier: the mean cross-entropy of one batch, and its correct count.
 StepResult classify_batch(const Forward& model, const datasets::Batch& batch);
-// Mean cross-entropy and accuracy over every batch of a loader: {"<prefix>_loss", "<prefix>_acc"}.
+// Mean cross-entropy and accuracy over every batch of a loader: {"<prefix>_loss", "<prefix>_acc"}. Data
+// parallel: each rank evaluates its slices (the loader's rank option), the sums are added over the ranks.
 json evaluate_classifier(const Forward& model, const datasets::DataLoader& loader, const std::string& prefix);
 // Carves a validation split out of the training set (--val-fraction): round(fraction * size) samples
 // drawn from seed; `train` keeps the others, in their order. Throws naming the flag when either side would

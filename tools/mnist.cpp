@@ -32,6 +32,7 @@
 #include "experiment.hpp"
 #include "tapegrad/datasets/idx.hpp"
 #include "tapegrad/datasets/loader.hpp"
+#include "tapegrad/dist.hpp"
 #include "tapegrad/models/mlp.hpp"
 #include "tapegrad/ops.hpp"
 
@@ -93,13 +94,18 @@ int run(const Config& c) {
             << c.epochs << (c.epochs == 1 ? " epoch" : " epochs") << ", seed " << c.seed << ", " << num_threads()
             << " threads\n";
 
+  // dist: each rank takes its slice of every global batch (training and evaluation)
+  check_batches_cover_ranks("--batch", train.size(), c.batch);
+  const int rank = dist::rank(), ranks = dist::world_size();
   datasets::DataLoader train_loader(train, {.batch_size = c.batch, .shuffle = true, .drop_last = false,
-                                            .seed = c.seed, .mean = stats.mean, .std = stats.std});
-  datasets::DataLoader test_loader(test, {.batch_size = 1000, .shuffle = false, .drop_last = false,
-                                          .seed = 0, .mean = stats.mean, .std = stats.std});
+                                            .seed = c.seed, .mean = stats.mean, .std = stats.std,
+                                            .rank = rank, .world_size = ranks});
+  datasets::DataLoader test_loader(test, {.batch_size = 1000, .shuffle = false, .drop_last = false, .seed = 0,
+                                          .mean = stats.mean, .std = stats.std, .rank = rank, .world_size = ranks});
   std::optional<datasets::DataLoader> val_loader;
   if (val) val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = 1000, .shuffle = false, .drop_last = false,
-                                                             .seed = 0, .mean = stats.mean, .std = stats.std});
+                                                             .seed = 0, .mean = stats.mean, .std = stats.std,
+                                                             .rank = rank, .world_size = ranks});
   std::optional<models::MLP> model;
   const Forward forward = [&](const Tensor& x) { return (*model)(x.to(dev)); };  // batches are made on the host
 
@@ -112,7 +118,8 @@ int run(const Config& c) {
   ex.note = data.note;
   ex.identity = {{"hidden", std::to_string(c.hidden)},
                  {"batch", std::to_string(c.batch)},
-                 {"train_samples", std::to_string(train.size())}};
+                 {"train_samples", std::to_string(train.size())},
+                 {"data", std::to_string(dist::fingerprint(train.images) ^ dist::fingerprint(train.labels))}};
   if (val) ex.identity["val_fraction"] = optim::format_number(c.val_fraction);
   ex.summary_fields = {{"dataset_title", data.title}, {"data_dir", data.dir},  {"train_samples", train.size()},
                        {"test_samples", test.size()}, {"hidden", c.hidden},    {"batch", c.batch}};

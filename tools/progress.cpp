@@ -5,6 +5,7 @@
 
 #include <iostream>
 
+#include "tapegrad/dist.hpp"
 #include "util.hpp"
 
 using Clock = std::chrono::steady_clock;
@@ -16,6 +17,7 @@ Progress::Progress(int64_t total_steps, std::string unit)
       last_(start_) {}
 
 void Progress::step(const std::string& head, int64_t step, int64_t steps, double loss, double per_second) {
+  if (dist::rank() != 0) return;  // dist: only rank 0 reports
   ++done_;
   const auto now = Clock::now();
   const double since = std::chrono::duration<double>(now - last_).count();
@@ -34,6 +36,7 @@ void Progress::step(const std::string& head, int64_t step, int64_t steps, double
 void Progress::skip(int64_t steps) { done_ += steps, done_at_start_ += steps; }
 
 void Progress::say(const std::string& line) {
+  if (dist::rank() != 0) return;  // dist: only rank 0 reports
   if (open_) std::cerr << "\r\033[K";
   open_ = false;
   std::cerr << line << '\n' << std::flush;

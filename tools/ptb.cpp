@@ -43,6 +43,7 @@
 #include "experiment.hpp"
 #include "tapegrad/datasets/loader.hpp"
 #include "tapegrad/datasets/text.hpp"
+#include "tapegrad/dist.hpp"
 #include "tapegrad/models/lstm_lm.hpp"
 #include "tapegrad/nn/utils.hpp"
 #include "tapegrad/ops.hpp"
@@ -124,7 +125,10 @@ DataChoice choose_data(const Config& c) {
 }
 
 // Mean cross-entropy per token of the model over a batchified text [n, B], the state carried across segments.
-double evaluate_text(models::LSTMLanguageModel& model, const Tensor& source, int64_t bptt) {
+// dist: each rank evaluates its columns of the text; the sums are added over the ranks.
+double evaluate_text(models::LSTMLanguageModel& model, const Tensor& text, int64_t bptt) {
+  const auto cols = datasets::shard_range(text.size(1), dist::rank(), dist::world_size());
+  const Tensor source = text.slice(1, cols.begin, cols.end);
   double sum = 0.0;
   int64_t count = 0;
   nn::LSTMState state;
@@ -135,7 +139,8 @@ double evaluate_text(models::LSTMLanguageModel& model, const Tensor& source, int
     count += s.target.numel();
     state = out.state;
   }
-  return sum / static_cast<double>(count);
+  const auto sums = dist::all_reduce_sum({sum, static_cast<double>(count)});
+  return sums[0] / sums[1];
 }
 
 std::vector<int64_t> head(const std::vector<int64_t>& ids, int64_t n) {
@@ -173,7 +178,13 @@ int run(Config c, const CLI::App& app) {
   const DataChoice data = choose_data(c);
   if (!data.note.empty()) banner(data.note);
   const datasets::TextCorpus corpus = datasets::load_corpus(data.dir);
-  const Tensor train = datasets::batchify(head(corpus.train, c.train_tokens), c.batch, data.dir + " train");
+  // dist: each rank trains on its columns (streams) of the batch; the others' columns are the rest of it
+  TG_CHECK(c.batch >= dist::world_size() && c.eval_batch >= dist::world_size(), "--batch ", c.batch,
+           " / --eval-batch ", c.eval_batch, ": with ", dist::world_size(),
+           " ranks each needs at least one column per rank");
+  const Tensor all_train = datasets::batchify(head(corpus.train, c.train_tokens), c.batch, data.dir + " train");
+  const auto my_cols = datasets::shard_range(c.batch, dist::rank(), dist::world_size());
+  const Tensor train = all_train.slice(1, my_cols.begin, my_cols.end);
   const Tensor valid = datasets::batchify(head(corpus.valid, c.eval_tokens), c.eval_batch, data.dir + " valid");
   const Tensor test = datasets::batchify(head(corpus.test, c.eval_tokens), c.eval_batch, data.dir + " test");
   const int64_t V = corpus.vocab.size();
@@ -210,9 +221,10 @@ int run(Config c, const CLI::App& app) {
                  {"hidden", std::to_string(c.hidden)}, {"bptt", std::to_string(c.bptt)},
                  {"batch", std::to_string(c.batch)},   {"dropout", optim::format_number(c.dropout)},
                  {"clip", optim::format_number(c.clip)}, {"tie", c.tie ? "true" : "false"},
-                 {"vocab", std::to_string(V)},         {"train_tokens", std::to_string(train.numel())}};
+                 {"vocab", std::to_string(V)},         {"train_tokens", std::to_string(all_train.numel())},
+                 {"data", std::to_string(dist::fingerprint(all_train))}};
   ex.summary_fields = {{"dataset_title", data.title}, {"data_dir", data.dir},     {"vocab", V},
-                       {"train_tokens", train.numel()}, {"valid_tokens", valid.numel()},
+                       {"train_tokens", all_train.numel()}, {"valid_tokens", valid.numel()},
                        {"test_tokens", test.numel()}, {"layers", c.layers},     {"emb", c.emb},
                        {"hidden", c.hidden},          {"bptt", c.bptt},         {"batch", c.batch},
                        {"eval_batch", c.eval_batch},  {"dropout", c.dropout},   {"clip", c.clip},
@@ -221,7 +233,10 @@ int run(Config c, const CLI::App& app) {
   ex.make_model = [&](Generator& init) -> nn::Module& { return model.emplace(lm, init); };
   ex.begin_epoch = [&](int64_t epoch) {
     state = {};  // the hidden state starts from zeros every epoch
-    model->dropout_generator().seed(datasets::DataLoader::epoch_seed(c.seed, epoch));
+    // dist: on several ranks each draws its own masks (rank in the seed): the same kind of training, not the
+    // masks of one process (ranks and one process agree exactly with --dropout 0)
+    model->dropout_generator().seed(datasets::DataLoader::epoch_seed(
+        dist::world_size() > 1 ? c.seed ^ (0x9E3779B97F4A7C15ull * (dist::rank() + 1)) : c.seed, epoch));
   };
   ex.step = [&](int64_t, int64_t b) {
     const datasets::Segment s = datasets::segment(train, b, c.bptt);
