@@ -20,7 +20,8 @@ fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 
 # The epoch lines of two runs agree: every number to 1e-5 relative (f32 sums in another order), except
-# timings; counts exactly.
+# timings; counts exactly. Below 1e-2 the bound is absolute (1e-7): a loss near 0 is lse - logit of logits near 10,
+# whose f32 rounding (~1e-6 a sample) does not shrink with the loss.
 same() {
   python3 - "$1" "$2" <<'PY' || bad "$3: $1 and $2 differ"
 import json, sys
@@ -30,7 +31,7 @@ for x, y in zip(a, b):
     for k, v in x.items():
         if k in ("seconds", "samples_per_s", "epochs"): continue  # epochs: the run's total
         w = y[k]
-        if isinstance(v, float): assert abs(v - w) <= 1e-5 * max(abs(v), abs(w), 1e-3), (k, v, w)
+        if isinstance(v, float): assert abs(v - w) <= 1e-5 * max(abs(v), abs(w), 1e-2), (k, v, w)
         else: assert v == w, (k, v, w)
 PY
 }
