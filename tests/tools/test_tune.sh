@@ -96,18 +96,25 @@ grep -q "train_loss (mean ± std)" "$tmp/seeds/tune.md" || fail "tune.md does no
 # --- resume: killed after its second run, the same command runs only the missing ones
 grid=(--optim sgdm --grid sgdm.lr=1e-3,3e-3,1e-2,3e-2 --max-extensions 0)
 tune "${grid[@]}" --out "$tmp/straight" "${prog[@]}" > "$tmp/straight.log" 2>&1 || fail "the straight sweep"
-setsid /usr/bin/python3 "$root/tools/tune" mnist --bin "$bin" --epochs 1 --threads 1 "${grid[@]}" --out "$tmp/killed" \
-  "${prog[@]}" > "$tmp/killed.log" 2>&1 &
+# The kill comes while the third run is under way: a stand-in program runs the real one, except for the third
+# point, where it says so and waits to be killed: the kill does not race the clock.
+mkdir "$tmp/hold"
+cat > "$tmp/hold/mnist" <<EOF
+#!/usr/bin/env bash
+case " \$* " in *"lr=1e-2"*" --resume "*) touch "$tmp/held"; exec sleep 600 ;; esac
+exec "$bin/mnist" "\$@"
+EOF
+chmod +x "$tmp/hold/mnist"
+setsid /usr/bin/python3 "$root/tools/tune" mnist --bin "$tmp/hold" --epochs 1 --threads 1 "${grid[@]}" \
+  --out "$tmp/killed" "${prog[@]}" > "$tmp/killed.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-  [ "$(find "$tmp/killed" -name done.json 2>/dev/null | wc -l)" -ge 2 ] && break
-  sleep 0.1
-done
+for _ in $(seq 1200); do [ -e "$tmp/held" ] && break; sleep 0.1; done
+[ -e "$tmp/held" ] || { cat "$tmp/killed.log"; fail "the third run of the sweep to be killed never started"; }
 kill -9 -- "-$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 pid=""
 done_before=$(find "$tmp/killed" -name done.json | wc -l)
-[ "$done_before" -ge 2 ] && [ "$done_before" -lt 4 ] || fail "expected the kill between runs 2 and 4, $done_before done"
+[ "$done_before" -eq 2 ] || fail "expected the kill during run 3, with 2 runs done; $done_before done"
 echo "killed with $done_before of 4 runs done"
 tune "${grid[@]}" --out "$tmp/killed" "${prog[@]}" > "$tmp/resumed.log" 2>&1 || { cat "$tmp/resumed.log"; fail "resuming"; }
 grep -q "tune: $((4 - done_before)) run(s) to go" "$tmp/resumed.log" ||
