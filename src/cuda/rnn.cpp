@@ -87,8 +87,7 @@ Rnn* create(const Key& k, const Tensor& x) {
   // set_no_dropout).
   TG_CUDNN_CHECK(cudnnCreateDropoutDescriptor(&r->dropout));
   TG_CUDNN_CHECK(cudnnSetDropoutDescriptor(r->dropout, h, 0.0f, nullptr, 0, 0));
-  const cudnnMathType_t math =
-      k.dtype == DType::F32 && !k.tf32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  const cudnnMathType_t math = k.dtype == DType::F32 && !k.tf32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
   TG_CUDNN_CHECK(cudnnCreateRNNDescriptor(&r->rnn));
   TG_CUDNN_CHECK(cudnnSetRNNDescriptor_v8(r->rnn, CUDNN_RNN_ALGO_STANDARD, CUDNN_LSTM,
                                           k.bias ? CUDNN_RNN_DOUBLE_BIAS : CUDNN_RNN_NO_BIAS, CUDNN_UNIDIRECTIONAL,
@@ -139,7 +138,8 @@ Rnn* create(const Key& k, const Tensor& x) {
   return r;
 }
 
-// The descriptors for this call's sizes (created on first use).
+// The descriptors for this call's sizes (created on first use). Backward looks them up again with the
+// current allow_tf32(): it must not change between a forward and its backward.
 Rnn& rnn_for(const Tensor& x, const LstmWeights& w) {
   TG_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::F64, "lstm: dtype ", x.dtype(),
            " on cuda (expected f32 or f64)");
