@@ -220,6 +220,43 @@ TEST_CASE("embedding, dropout, gradient clipping (sum_squares), fill") {
   }
 }
 
+// One LSTM layer (cuDNN's RNN on CUDA): y, the final h and c as one output, and the gradients of x, the
+// initial state and all four weights; with a given or a zero initial state, without biases, with the state
+// carried from one segment into the next (as a language model's truncated backpropagation does), and in
+// evaluation (no backward: cuDNN's inference mode). A sum of I + H terms per gate per step, T steps deep.
+TEST_CASE("lstm: forward, gradients, carried state, evaluation") {
+  auto all = [](const tg::LstmOutput& o) {
+    const int64_t H = o.h.size(1);
+    return tg::concat({o.y.reshape({-1, H}), o.h, o.c}, 0);
+  };
+  struct Size {
+    int64_t T, B, I, H;
+  };
+  for (Size z : std::vector<Size>{{1, 1, 1, 1}, {3, 2, 4, 5}, {6, 3, 7, 16}, {4, 5, 33, 20}}) {
+    const Shape x{z.T, z.B, z.I}, s{z.B, z.H}, wi{4 * z.H, z.I}, wh{4 * z.H, z.H}, b{4 * z.H};
+    const double terms = static_cast<double>((z.I + z.H + 2) * z.T);
+    const std::string at = " T" + std::to_string(z.T) + " B" + std::to_string(z.B) + " I" + std::to_string(z.I) +
+                           " H" + std::to_string(z.H);
+    check({"lstm" + at, {{x}, {s}, {s}, {wi}, {wh}, {b}, {b}},
+           [&](auto& v) { return all(tg::lstm(v[0], v[1], v[2], v[3], v[4], v[5], v[6])); }, terms});
+    check({"lstm zero state" + at, {{x}, {wi}, {wh}, {b}, {b}},
+           [&](auto& v) { return all(tg::lstm(v[0], Tensor(), Tensor(), v[1], v[2], v[3], v[4])); }, terms});
+    check({"lstm no bias" + at, {{x}, {s}, {s}, {wi}, {wh}},
+           [&](auto& v) { return all(tg::lstm(v[0], v[1], v[2], v[3], v[4])); }, terms});
+    check({"lstm evaluation" + at, {{x}, {s}, {s}, {wi}, {wh}, {b}, {b}}, [&](auto& v) {
+             tg::NoGradGuard no_grad;
+             return all(tg::lstm(v[0], v[1], v[2], v[3], v[4], v[5], v[6]));
+           }, terms});
+    if (z.T > 1)
+      check({"lstm two segments" + at, {{x}, {s}, {s}, {wi}, {wh}, {b}, {b}}, [&](auto& v) {
+               const int64_t cut = z.T / 2;
+               auto a = tg::lstm(v[0].slice(0, 0, cut), v[1], v[2], v[3], v[4], v[5], v[6]);
+               auto c = tg::lstm(v[0].slice(0, cut, z.T), a.h, a.c, v[3], v[4], v[5], v[6]);
+               return tg::concat({a.y.reshape({-1, z.H}), all(c)}, 0);
+             }, terms});
+  }
+}
+
 // The optimizer updates (multi-tensor kernels): each spec takes one kernel with one set of its flags through
 // three steps (the first step and later ones differ) on a list that mixes a tensor of several chunks of the CUDA
 // twin (65536 elements each) with small ones, and more tensors than one launch's table holds (560); parameters

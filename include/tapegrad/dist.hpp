@@ -10,8 +10,10 @@
 //   ... forward on samples [lo, hi) of the global batch, loss.backward() (gradients averaged), opt->step()
 //
 // A world of one rank (MPI absent, or the program not launched by mpirun) makes no MPI call at all: every
-// collective returns its input and DataParallel installs nothing. Tensors must live on the CPU for now (the
-// CUDA backend and NCCL come later); a CUDA tensor is refused with an error naming the call.
+// collective returns its input and DataParallel installs nothing. Tensors may live on any device: CPU tensors
+// go through MPI; CUDA tensors through NCCL on the CUDA backend's stream when the library was built with CUDA,
+// MPI and NCCL (then init() gives each rank of a machine its own GPU, local_rank() % GPUs, and NCCL wants one
+// GPU per rank), else through host memory (a copy to the host, MPI, a copy back), as other device tensors.
 #pragma once
 
 #include <cstdint>

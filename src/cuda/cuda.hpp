@@ -1,6 +1,7 @@
 // The CUDA twin of the backend facade: the same signatures as the CPU's (kernels.inc), compiled only with
 // -Dcuda=enabled. Elementwise, reductions, softmax, losses, layout: small kernels (kernels.cu); gemm and
-// linear_forward: cuBLAS / cuBLASLt (blas.cpp); convolution, batch norm, pooling, LSTM: part 2 (they throw).
+// linear_forward: cuBLAS / cuBLASLt (blas.cpp); LSTM: cuDNN's RNN API (rnn.cpp); convolution, batch norm,
+// pooling: part 2 (they throw).
 #pragma once
 
 #include "../backend.hpp"

@@ -1,11 +1,11 @@
-// Part 2 of the CUDA backend (cuDNN convolution, batch norm, pooling, LSTM) is not written yet: these twins
+// Part 2 of the CUDA backend (cuDNN convolution, batch norm, pooling) is not written yet: these twins
 // throw, naming the kernel, so that a model that needs them fails at once instead of falling back to the CPU.
 #include "cuda.hpp"
 
 namespace tapegrad::cuda {
 
 [[noreturn]] static void not_yet(const char* kernel) {
-  TG_FAIL(kernel, ": not implemented on CUDA yet (convolution, batch norm, pooling and LSTM come with part 2 of the "
+  TG_FAIL(kernel, ": not implemented on CUDA yet (convolution, batch norm and pooling come with part 2 of the "
                   "CUDA backend); run this model on the CPU");
 }
 
@@ -30,12 +30,5 @@ void max_pool2d_forward(const Tensor&, const Window2d&, Tensor&, Tensor&) { not_
 void max_pool2d_backward(const Tensor&, const Tensor&, const Window2d&, Tensor&) { not_yet("max_pool2d_backward"); }
 void avg_pool2d_forward(const Tensor&, const Window2d&, Tensor&) { not_yet("avg_pool2d"); }
 void avg_pool2d_backward(const Tensor&, const Window2d&, Tensor&) { not_yet("avg_pool2d_backward"); }
-void lstm_forward(const Tensor&, const Tensor&, const Tensor&, const LstmWeights&, Tensor&, Tensor&, Tensor&, Tensor&) {
-  not_yet("lstm");
-}
-void lstm_backward(const Tensor&, const Tensor&, const Tensor&, const LstmWeights&, const Tensor&, const Tensor&,
-                   const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&, LstmWeights&) {
-  not_yet("lstm_backward");
-}
 
 }  // namespace tapegrad::cuda

@@ -3,15 +3,21 @@
 #include <chrono>
 #include <cstring>
 
+#include "../backend.hpp"
+#include "../internal.hpp"
 #include "tapegrad/dist.hpp"
 #include "tapegrad/nn/conv.hpp"
+#include "tapegrad/ops.hpp"
 #include "transport.hpp"
 
 namespace tapegrad::dist {
 
-// A flat buffer holding the gradients of consecutive parameters (of one dtype), summed by one all-reduce.
+// A flat buffer holding the gradients of consecutive parameters (of one dtype and device), summed by one
+// all-reduce: MPI for host memory, NCCL for CUDA memory when the library has it, else MPI on a host copy.
 struct DataParallel::Bucket {
-  Tensor flat;                // [numel]
+  Tensor flat;                // [numel] on the parameters' device
+  Tensor host;                // a device bucket without NCCL: the copy in host memory that MPI sums
+  bool nccl = false;          // summed on the device by NCCL
   std::vector<size_t> params;
   size_t pending = 0;         // parameters not yet ready in this step
   int request = -1;
@@ -26,8 +32,6 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options) : mod
   TG_CHECK(options_.bucket_bytes > 0, "DataParallel: bucket_bytes ", options_.bucket_bytes, " must be positive");
   for (auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) {
-      TG_CHECK(p.device() == Device::CPU, "DataParallel: parameter '", name, "' lives on ", p.device(),
-               "; only CPU parameters are averaged for now (NCCL comes with the CUDA backend)");
       params_.push_back(p);
       names_.push_back(name);
     }
@@ -37,6 +41,8 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options) : mod
   std::string layout;
   for (auto& [name, t] : model.state_dict())
     layout += name + "=" + name_of(t) + "\n";
+  for (size_t k = 0; k < params_.size(); ++k)  // a CPU rank and a CUDA rank would not meet in one collective
+    layout += names_[k] + " on " + tapegrad::name(params_[k].device()) + "\n";
   check_same("model layout", layout);
   std::vector<Tensor> state;
   for (auto& [_, t] : model.named_parameters()) state.push_back(t);
@@ -48,7 +54,7 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options) : mod
       if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) bn->training_forward = sync_batch_norm;
     });
 
-  // Buckets in the reverse order of the parameters, closed at bucket_bytes or where the dtype changes.
+  // Buckets in the reverse order of the parameters, closed at bucket_bytes or where the dtype or device changes.
   bucket_of_.assign(params_.size(), 0);
   offset_of_.assign(params_.size(), 0);
   std::vector<std::vector<size_t>> groups;
@@ -56,7 +62,8 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options) : mod
   for (size_t k = params_.size(); k-- > 0;) {
     const int64_t b = params_[k].numel() * static_cast<int64_t>(size_of(params_[k].dtype()));
     if (groups.empty() || bytes + b > options_.bucket_bytes ||
-        params_[groups.back().back()].dtype() != params_[k].dtype()) {
+        params_[groups.back().back()].dtype() != params_[k].dtype() ||
+        params_[groups.back().back()].device() != params_[k].device()) {
       if (groups.empty() || !groups.back().empty()) groups.emplace_back();
       bytes = 0;
     }
@@ -71,7 +78,10 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options) : mod
       offset_of_[k] = static_cast<size_t>(n);
       n += params_[k].numel();
     }
-    bucket.flat = zeros({n}, params_[g.front()].dtype());
+    const Tensor& first = params_[g.front()];
+    bucket.flat = zeros({n}, {first.dtype(), first.device()});
+    bucket.nccl = first.device() == Device::CUDA && transport::device_collectives();
+    if (first.device() != Device::CPU && !bucket.nccl) bucket.host = zeros({n}, first.dtype());
     bucket.params = g;
     bucket.pending = g.size();
     buckets_.push_back(std::move(bucket));
@@ -124,16 +134,22 @@ void DataParallel::on_ready(size_t k, const Tensor& grad) {
   Bucket& b = buckets_[bucket_of_[k]];
   const Tensor& p = params_[k];
   const size_t n = static_cast<size_t>(p.numel()), off = offset_of_[k];
-  TG_CHECK(!grad.defined() || grad.device() == Device::CPU, "DataParallel: the gradient of '", names_[k],
-           "' lives on ", grad.device(), "; only CPU gradients are averaged for now");
-  auto fill = [&]<class T>(T* dst) {
-    if (!grad.defined()) return std::memset(dst, 0, n * sizeof(T)), void();
-    const T* src = grad.data<T>();
-    const T s = static_cast<T>(share_);
-    for (size_t i = 0; i < n; ++i) dst[i] = src[i] * s;
-  };
-  if (p.dtype() == DType::F64) fill(b.flat.data<double>() + off);
-  else fill(b.flat.data<float>() + off);
+  TG_CHECK(!grad.defined() || grad.device() == p.device(), "DataParallel: the gradient of '", names_[k],
+           "' lives on ", grad.device(), " but the parameter on ", p.device());
+  if (p.device() != Device::CPU) {  // share * grad (or zeros) into the bucket, by the device's kernels
+    NoGradGuard no_grad;
+    const Tensor part = grad.defined() ? mul(grad.detach(), share_) : zeros({p.numel()}, {p.dtype(), p.device()});
+    backend::copy_block(part, 1, p.numel(), 1, b.flat, b.flat.numel(), static_cast<int64_t>(off));
+  } else {
+    auto fill = [&]<class T>(T* dst) {
+      if (!grad.defined()) return std::memset(dst, 0, n * sizeof(T)), void();
+      const T* src = grad.data<T>();
+      const T s = static_cast<T>(share_);
+      for (size_t i = 0; i < n; ++i) dst[i] = src[i] * s;
+    };
+    if (p.dtype() == DType::F64) fill(b.flat.data<double>() + off);
+    else fill(b.flat.data<float>() + off);
+  }
   ready_[k] = 1;
   ++ready_count_;
   --b.pending;
@@ -146,7 +162,15 @@ void DataParallel::on_ready(size_t k, const Tensor& grad) {
 void DataParallel::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_++];
-    b.request = transport::start_sum(b.flat.raw_data(), b.flat.numel(), b.flat.dtype());
+    if (b.nccl) {
+      KernelScope scope;  // device pointers
+      b.request = transport::device_start_sum(b.flat.raw_data(), b.flat.numel(), b.flat.dtype());
+    } else if (b.host.defined()) {
+      b.host.copy_(b.flat);
+      b.request = transport::start_sum(b.host.raw_data(), b.host.numel(), b.host.dtype());
+    } else {
+      b.request = transport::start_sum(b.flat.raw_data(), b.flat.numel(), b.flat.dtype());
+    }
   }
 }
 
@@ -157,14 +181,27 @@ void DataParallel::finish() {
   for (Bucket& b : buckets_) {
     const int64_t bytes = b.flat.numel() * static_cast<int64_t>(size_of(b.flat.dtype()));
     all += bytes;
-    if (transport::done(b.request)) early += bytes;
+    if (b.nccl ? transport::device_done(b.request) : transport::done(b.request)) early += bytes;
   }
   done_early_ = static_cast<double>(early) / static_cast<double>(std::max<int64_t>(all, 1));
-  for (Bucket& b : buckets_) transport::wait(b.request);
+  for (Bucket& b : buckets_) {
+    if (b.nccl) {
+      transport::device_wait(b.request);
+    } else {
+      transport::wait(b.request);
+      if (b.host.defined()) b.flat.copy_(b.host);
+    }
+  }
   wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ready_time_ = std::chrono::duration<double>(t0.time_since_epoch()).count();
   for (size_t k = 0; k < params_.size(); ++k) {
     const Bucket& b = buckets_[bucket_of_[k]];
+    if (b.flat.device() != Device::CPU) {
+      Tensor g = make_tensor(params_[k].shape(), params_[k].dtype(), params_[k].device());
+      backend::copy_block_from(b.flat, 1, b.flat.numel(), static_cast<int64_t>(offset_of_[k]), 1, g, g.numel());
+      params_[k].set_grad(g);
+      continue;
+    }
     Tensor g = empty(params_[k].shape(), params_[k].dtype());
     const size_t bytes = static_cast<size_t>(g.numel()) * size_of(g.dtype());
     std::memcpy(g.raw_data(), static_cast<const char*>(b.flat.raw_data()) + offset_of_[k] * size_of(g.dtype()), bytes);

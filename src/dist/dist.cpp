@@ -12,7 +12,10 @@
 
 namespace tapegrad::dist {
 
-void init(int* argc, char*** argv) { transport::init(argc, argv); }
+void init(int* argc, char*** argv) {
+  transport::init(argc, argv);
+  if (transport::world_size() > 1) transport::select_device();
+}
 bool built_with_mpi() { return transport::built_with_mpi(); }
 bool using_mpi() { return transport::using_mpi(); }
 int rank() { return transport::rank(); }
@@ -24,20 +27,45 @@ void barrier() {
 }
 void abort(int code) { transport::abort(code); }
 
-static void check_host(const Tensor& t, const char* op) {
-  TG_CHECK(t.defined(), "dist::", op, ": undefined tensor");
-  TG_CHECK(t.device() == Device::CPU, "dist::", op, ": tensor ", t.shape(), " lives on ", t.device(),
-           "; only CPU tensors can be exchanged for now (NCCL comes with the CUDA backend)");
+static void check_defined(const Tensor& t, const char* op) { TG_CHECK(t.defined(), "dist::", op, ": undefined tensor"); }
+
+// Where a tensor's bytes travel: host tensors through MPI; CUDA tensors through NCCL on the device when the
+// library has it; any other device tensor (CUDA without NCCL, the test device) through host memory: a copy to
+// the host, MPI, a copy back.
+static bool through_nccl(const Tensor& t) {
+  return t.device() == Device::CUDA && transport::device_collectives();
+}
+static void reduce_in_place(const Tensor& t, ReduceOp op) {
+  if (t.device() == Device::CPU) return transport::all_reduce(t.raw_data(), t.numel(), t.dtype(), op);
+  if (through_nccl(t)) {
+    KernelScope scope;  // device pointers
+    return transport::device_all_reduce(t.raw_data(), t.numel(), t.dtype(), op);
+  }
+  NoGradGuard g;
+  Tensor host = t.detach().to(Device::CPU);
+  transport::all_reduce(host.raw_data(), host.numel(), host.dtype(), op);
+  Tensor(t).copy_(host);
+}
+static void broadcast_in_place(const Tensor& t, int root) {
+  if (t.device() == Device::CPU) return transport::broadcast(t.raw_data(), t.numel(), t.dtype(), root);
+  if (through_nccl(t)) {
+    KernelScope scope;
+    return transport::device_broadcast(t.raw_data(), t.numel(), t.dtype(), root);
+  }
+  NoGradGuard g;
+  Tensor host = t.detach().to(Device::CPU);
+  transport::broadcast(host.raw_data(), host.numel(), host.dtype(), root);
+  Tensor(t).copy_(host);
 }
 
 void all_reduce(const std::vector<Tensor>& tensors, ReduceOp op) {
   for (const Tensor& t : tensors) {
-    check_host(t, "all_reduce");
+    check_defined(t, "all_reduce");
     TG_CHECK(t.dtype() != DType::I64 || op != ReduceOp::Avg, "dist::all_reduce: Avg of an i64 tensor ", t.shape());
   }
   if (world_size() == 1) return;
   for (const Tensor& t : tensors) {
-    transport::all_reduce(t.raw_data(), t.numel(), t.dtype(), op);
+    reduce_in_place(t, op == ReduceOp::Avg ? ReduceOp::Sum : op);
     if (op == ReduceOp::Avg) {
       NoGradGuard g;
       Tensor(t).copy_(mul(t.detach(), 1.0 / world_size()));
@@ -49,9 +77,9 @@ void all_reduce(const Tensor& tensor, ReduceOp op) { all_reduce(std::vector<Tens
 void broadcast(const std::vector<Tensor>& tensors, int root) {
   TG_CHECK(root >= 0 && root < world_size(), "dist::broadcast: root ", root, " outside the world of ", world_size(),
            " rank(s)");
-  for (const Tensor& t : tensors) check_host(t, "broadcast");
+  for (const Tensor& t : tensors) check_defined(t, "broadcast");
   if (world_size() == 1) return;
-  for (const Tensor& t : tensors) transport::broadcast(t.raw_data(), t.numel(), t.dtype(), root);
+  for (const Tensor& t : tensors) broadcast_in_place(t, root);
 }
 
 std::vector<double> all_reduce_sum(std::vector<double> values) {
@@ -63,13 +91,13 @@ std::vector<double> all_reduce_sum(std::vector<double> values) {
 // y = sum_r x_r. Rank r's loss L_r depends on x_r only through y, on every rank, so dL/dx_r = sum_s dL_s/dy:
 // the backward is the same sum of the incoming gradients.
 Tensor sum_over_ranks(const Tensor& x) {
-  check_host(x, "sum_over_ranks");
+  check_defined(x, "sum_over_ranks");
   Tensor y = x.detach().clone();
-  if (world_size() > 1) transport::all_reduce(y.raw_data(), y.numel(), y.dtype(), ReduceOp::Sum);
+  if (world_size() > 1) reduce_in_place(y, ReduceOp::Sum);
   if (needs_grad({x}))
     record("sum_over_ranks", {x}, {y}, [](const Grads& g) {
       Tensor dx = g[0].clone();
-      if (world_size() > 1) transport::all_reduce(dx.raw_data(), dx.numel(), dx.dtype(), ReduceOp::Sum);
+      if (world_size() > 1) reduce_in_place(dx, ReduceOp::Sum);
       return Grads{dx};
     });
   return y;
@@ -81,8 +109,9 @@ uint64_t fingerprint(const Tensor& t) {
   auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
   for (int64_t s : t.shape()) mix(static_cast<uint64_t>(s));
   mix(static_cast<uint64_t>(t.dtype()));
-  const auto* p = static_cast<const unsigned char*>(t.raw_data());
-  const size_t n = static_cast<size_t>(t.numel()) * size_of(t.dtype());
+  const Tensor host = t.device() == Device::CPU ? t : t.detach().to(Device::CPU);
+  const auto* p = static_cast<const unsigned char*>(host.raw_data());
+  const size_t n = static_cast<size_t>(host.numel()) * size_of(host.dtype());
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v;

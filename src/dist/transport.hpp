@@ -29,4 +29,18 @@ void wait(int request);
 bool done(int request);  // finished (moves it on first)
 void abort(int code);
 
+// Device memory (CUDA tensors) through NCCL, on the CUDA backend's stream (nccl.cpp, in a build with CUDA, MPI
+// and NCCL; no_nccl.cpp elsewhere, where device_collectives() is false and dist.cpp goes through host memory).
+// Each call is queued, not waited for: the stream orders it after the kernels that wrote the buffer and
+// before those that read it. The communicator is made on first use (a collective: every rank gets there).
+bool device_collectives();
+void select_device();  // at init: GPU local_rank() % count, so that the ranks of one machine use distinct GPUs
+void device_all_reduce(void* data, int64_t count, DType dtype, ReduceOp op);  // in place; Sum, Max, Min
+void device_broadcast(void* data, int64_t count, DType dtype, int root);
+// DataParallel's sums: as start_sum; device_done tells whether the sum has run on the device, device_wait
+// releases the request (the host need not wait: what reads the result is queued behind it).
+int device_start_sum(void* data, int64_t count, DType dtype);
+bool device_done(int request);
+void device_wait(int request);
+
 }  // namespace tapegrad::dist::transport

@@ -60,10 +60,13 @@ LstmOutput lstm(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
 
   LstmOutput out{make_tensor({T, B, H}, x.dtype(), x.device()), make_tensor({B, H}, x.dtype(), x.device()),
                 make_tensor({B, H}, x.dtype(), x.device())};
-  Tensor reserve;
+  // Nothing recorded (evaluation): an empty reserve tells the backend that no backward follows (cuDNN's
+  // inference mode); undefined: it allocates what backward needs.
+  const bool record_it = needs_grad({x, h0, c0, w_ih, w_hh, b_ih, b_hh});
+  Tensor reserve = record_it ? Tensor() : make_tensor({0}, x.dtype(), x.device());
   const backend::LstmWeights w{w_ih, w_hh, b_ih, b_hh};
   backend::lstm_forward(x, h0, c0, w, out.y, out.h, out.c, reserve);
-  if (needs_grad({x, h0, c0, w_ih, w_hh, b_ih, b_hh})) {
+  if (record_it) {
     const bool gx = x.requires_grad(), gh = h0.defined() && h0.requires_grad(), gc = c0.defined() && c0.requires_grad();
     const bool gwi = w_ih.requires_grad(), gwh = w_hh.requires_grad(),
                gb = b_ih.defined() && (b_ih.requires_grad() || b_hh.requires_grad());

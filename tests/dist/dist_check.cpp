@@ -3,6 +3,10 @@
 //   dist_check info                 prints "mpi=1" when the library was built with MPI
 //   dist_check equivalence DIR      every optimizer: the perceptron and the LSTM language model (f64 and f32),
 //                                   ResNet-20 with synchronised BatchNorm (f64); resume 2 -> 1 and 1 -> 2
+//   dist_check gpus                 prints 1 when a CUDA device is usable (a CUDA build with a GPU), else 0
+//   dist_check device DIR DEV       tensors on DEV (test: through host memory; cuda: NCCL when built in): the
+//                                   collectives against the same on CPU tensors, and the data-parallel
+//                                   perceptron on DEV against one CPU process
 //   dist_check train DIR [--steps N] [--resume] [--seed-by-rank] [--hidden-by-rank]
 //                                   the perceptron on data-parallel steps, a checkpoint every 10 steps (the
 //                                   faults test kills a rank during it; the *-by-rank flags start rank 1
@@ -259,6 +263,65 @@ int equivalence(const std::string& dir) {
   return failures ? 1 : 0;
 }
 
+// ---- tensors on another device: what dist:: does with them equals what it does with CPU tensors ----
+
+double rel_diff(const std::vector<double>& u, const std::vector<double>& v) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    diff += (u[i] - v[i]) * (u[i] - v[i]);
+    scale += v[i] * v[i];
+  }
+  return u.size() == v.size() ? std::sqrt(diff / std::max(scale, 1e-300)) : 1.0;
+}
+
+int device_tensors(const std::string& dev_name) {
+  const Device dev = device_from_name(dev_name);
+  if (dist::rank() == 0) std::printf("%d rank(s); tensors on %s against tensors on the cpu\n", dist::world_size(), name(dev));
+  const std::string on = std::string(" on ") + name(dev);
+  const std::vector<std::pair<dist::ReduceOp, const char*>> ops{
+      {dist::ReduceOp::Sum, "sum"}, {dist::ReduceOp::Max, "max"}, {dist::ReduceOp::Min, "min"}, {dist::ReduceOp::Avg, "avg"}};
+  for (DType d : {DType::F64, DType::F32}) {
+    Generator g(10 + static_cast<uint64_t>(dist::rank()));  // other values on every rank
+    const Tensor a = randn({1000}, g, d);
+    for (auto [op, op_name] : ops) {
+      Tensor host = a.clone(), moved = a.to(dev);
+      dist::all_reduce(host, op);
+      dist::all_reduce(moved, op);
+      verdict(std::string("all_reduce ") + op_name + " " + name(d) + on, rel_diff(moved.to_vector(), host.to_vector()), 0);
+    }
+    Tensor host = a.clone(), moved = a.to(dev);
+    dist::broadcast({host}, 1);
+    dist::broadcast({moved}, 1);
+    verdict(std::string("broadcast from rank 1 ") + name(d) + on, rel_diff(moved.to_vector(), host.to_vector()), 0);
+    // sum_over_ranks and its backward
+    Tensor xh = a.clone().requires_grad_(), xd = a.to(dev).requires_grad_();
+    sum(mul(dist::sum_over_ranks(xh), dist::sum_over_ranks(xh))).backward();
+    sum(mul(dist::sum_over_ranks(xd), dist::sum_over_ranks(xd))).backward();
+    verdict(std::string("sum_over_ranks backward ") + name(d) + on, rel_diff(xd.grad().to_vector(), xh.grad().to_vector()),
+            0);
+  }
+  Tensor ih = from_vector({int64_t{dist::rank()}, int64_t{7} * dist::rank() + 1}, {2}), id = ih.to(dev);
+  dist::all_reduce(ih);
+  dist::all_reduce(id);
+  verdict("all_reduce sum i64" + on, rel_diff(id.to_vector(), ih.to_vector()), 0);
+
+  // DataParallel on dev (parameters, buckets, optimizer state there) against one CPU process.
+  for (const std::string spec : {"sgdm:lr=0.1,weight_decay=5e-4", "adabound"})
+    for (auto [dtype, tol] : {std::pair{DType::F64, 1e-12}, std::pair{DType::F32, 1e-5}}) {
+      const Data d = mlp_data(dtype);
+      auto ref = mlp(dtype), par = mlp(dtype);
+      par->to(dev);
+      auto ref_opt = optim::make(spec, ref->parameters()), par_opt = optim::make(spec, par->parameters());
+      mlp_steps(*ref, *ref_opt, d, 0, kSteps, nullptr);
+      dist::DataParallel dp(*par, {.bucket_bytes = buckets_for(dtype)});
+      mlp_steps(*par, *par_opt, {d.x.to(dev), d.y.to(dev)}, 0, kSteps, &dp);
+      verdict("perceptron " + std::string(name(dtype)) + " " + spec + on + buckets_of(dp),
+              relative_difference(*par, *ref), tol);
+    }
+  if (dist::rank() == 0) std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
+  return failures ? 1 : 0;
+}
+
 // ---- the training loop the faults test kills ----
 
 int train(const std::string& dir, int argc, char** argv) {
@@ -317,10 +380,15 @@ int main(int argc, char** argv) {
       std::printf("mpi=%d\n", dist::built_with_mpi() ? 1 : 0);
       return 0;
     }
-    TG_CHECK(argc > 2, "usage: dist_check info | equivalence DIR | train DIR [flags]");
+    if (mode == "gpus") {
+      std::printf("%d\n", cuda_available() ? 1 : 0);
+      return 0;
+    }
+    TG_CHECK(argc > 2, "usage: dist_check info | gpus | equivalence DIR | device DIR DEV | train DIR [flags]");
     std::filesystem::create_directories(argv[2]);
     if (mode == "equivalence") return equivalence(argv[2]);
     if (mode == "train") return train(argv[2], argc, argv);
+    if (mode == "device" && argc > 3) return device_tensors(argv[3]);
     TG_FAIL("dist_check: unknown mode '", mode, "'");
   } catch (const tg::Error& e) {
     std::fprintf(stderr, "dist_check: rank %d: error: %s\n", dist::rank(), e.what());

@@ -20,6 +20,16 @@ bad() { echo "FAIL: $*"; fail=1; }
 echo "== equivalence and resume across world sizes"
 timeout 240 "${mpi[@]}" "$check" equivalence "$dir/eq" || bad "equivalence (exit $?)"
 
+echo "== tensors on a device: the test device (through host memory), then cuda (NCCL)"
+timeout 120 "${mpi[@]}" "$check" device "$dir/dev" test || bad "device tensors on the test device (exit $?)"
+# NCCL wants one GPU per rank.
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if [ "$("$check" gpus)" = 1 ] && [ "$gpus" -ge 2 ]; then
+  timeout 120 "${mpi[@]}" "$check" device "$dir/cuda" cuda || bad "device tensors on cuda (exit $?)"
+else
+  echo "SKIP (cuda part only): NCCL needs a CUDA build and 2 GPUs, one per rank ($gpus here)"
+fi
+
 echo "== a rank whose flags or data differ is refused before any step"
 out=$(timeout 60 "${mpi[@]}" "$check" train "$dir/seed" --steps 5 --seed-by-rank 2>&1); rc=$?
 echo "$out" | grep "error" | head -2
