@@ -308,6 +308,28 @@ TEST_CASE("deterministic convolutions: two runs give identical outputs and gradi
   for (size_t k = 0; k < first_run.size(); ++k) CHECK_MESSAGE(first_run[k] == second_run[k], "tensor ", k, " differs");
 }
 
+// With TF32 allowed, f32 convolutions may run on tensor cores (10-bit mantissas: about 1e-3 relative per product):
+// they must still agree with the CPU's within the worst case of that rounding (a check that the path runs and
+// is not garbage, not of its accuracy).
+TEST_CASE("convolution with TF32 allowed") {
+  tg::set_allow_tf32(true);
+  auto run = [](Device dev) {
+    tg::Generator g(9);
+    Tensor x = tg::randn({4, 16, 10, 10}, g).to(dev).requires_grad_();
+    Tensor w = tg::randn({24, 16, 3, 3}, g).to(dev).requires_grad_();
+    Tensor y = tg::conv2d(x, w, Tensor(), 1, 1);
+    y.backward(tg::randn(y.shape(), g).to(dev));
+    return std::vector<std::vector<double>>{y.to_vector(), x.grad().to_vector(), w.grad().to_vector()};
+  };
+  const auto ref = run(Device::CPU), got = run(g_device);
+  tg::set_allow_tf32(false);
+  const double terms[] = {16 * 9, 24 * 9, 4 * 10 * 10};  // the longest sums of y, gx, gw
+  for (size_t k = 0; k < ref.size(); ++k) {
+    std::string why;
+    CHECK_MESSAGE(close(got[k], ref[k], 2e-3 * terms[k], why), "tensor ", k, ": ", why);
+  }
+}
+
 // Batch norm (cuDNN on CUDA), per channel over M = N * inner values: training (batch statistics) and evaluation
 // (running statistics as inputs), with weight and bias or without, 4-D and 2-D inputs.
 TEST_CASE("batch norm: training and evaluation, affine or not, 4-D and 2-D") {
