@@ -57,6 +57,9 @@ bool cuda_available() {
 static std::atomic<bool> g_allow_tf32{false};
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
+static std::atomic<bool> g_deterministic{false};
+void set_deterministic(bool on) { g_deterministic = on; }
+bool deterministic() { return g_deterministic; }
 
 void synchronize(Device d) {
 #if TG_CUDA

@@ -8,6 +8,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -293,6 +294,140 @@ TEST_CASE("optimizer updates") {
       }
     }
   }
+}
+
+// Convolution (cuDNN on CUDA): stride 1 and 2, padding, 1x1, non-square kernels, with and without bias. The
+// bound grows with the longest sum: C R S terms per output, K R S per input gradient, N P Q per weight gradient.
+TEST_CASE("convolution: strides, padding, 1x1, non-square kernels, bias or none") {
+  struct Conv {
+    Shape x, w;
+    int64_t stride, padding;
+    bool bias;
+  };
+  const std::vector<Conv> convs{{{2, 3, 7, 7}, {4, 3, 3, 3}, 1, 1, true},  {{2, 3, 8, 8}, {5, 3, 3, 3}, 2, 1, false},
+                                {{3, 4, 5, 5}, {6, 4, 1, 1}, 1, 0, true},  {{2, 4, 6, 6}, {3, 4, 1, 1}, 2, 0, false},
+                                {{2, 3, 6, 9}, {4, 3, 2, 5}, 1, 2, true},  {{2, 2, 9, 7}, {3, 2, 3, 2}, 2, 0, false},
+                                {{1, 8, 4, 4}, {8, 8, 3, 3}, 1, 1, true},  {{4, 2, 5, 5}, {2, 2, 5, 5}, 1, 2, false}};
+  for (const Conv& c : convs) {
+    const int64_t P = (c.x[2] + 2 * c.padding - c.w[2]) / c.stride + 1, Q = (c.x[3] + 2 * c.padding - c.w[3]) / c.stride + 1;
+    const double terms = static_cast<double>(
+        std::max({c.w[1] * c.w[2] * c.w[3], c.w[0] * c.w[2] * c.w[3], c.x[0] * P * Q}));
+    const std::string name = "conv2d x " + tg::to_string(c.x) + " w " + tg::to_string(c.w) + " stride " +
+                             std::to_string(c.stride) + " padding " + std::to_string(c.padding);
+    if (c.bias)
+      check({name + " bias", {{c.x}, {c.w}, {{c.w[0]}}},
+             [c](auto& x) { return tg::conv2d(x[0], x[1], x[2], c.stride, c.padding); }, terms});
+    else
+      check({name, {{c.x}, {c.w}}, [c](auto& x) { return tg::conv2d(x[0], x[1], Tensor(), c.stride, c.padding); },
+             terms});
+  }
+}
+
+// With set_deterministic(true) the device may only choose deterministic algorithms: two runs of a convolution's
+// forward and backward (the backward passes are where cuDNN has atomics-based ones) must agree bit for bit.
+TEST_CASE("deterministic convolutions: two runs give identical outputs and gradients") {
+  tg::set_deterministic(true);
+  auto run = [] {
+    tg::Generator g(7);
+    Tensor x = tg::randn({8, 16, 12, 12}, g).to(g_device).requires_grad_();
+    Tensor w = tg::randn({32, 16, 3, 3}, g).to(g_device).requires_grad_();
+    Tensor b = tg::randn({32}, g).to(g_device).requires_grad_();
+    Tensor y = tg::conv2d(x, w, b, 2, 1);
+    y.backward(tg::randn(y.shape(), g).to(g_device));
+    return std::vector<std::vector<double>>{y.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+                                            b.grad().to_vector()};
+  };
+  CHECK(tg::deterministic());
+  const auto first_run = run(), second_run = run();
+  tg::set_deterministic(false);
+  CHECK_FALSE(tg::deterministic());
+  REQUIRE(first_run.size() == second_run.size());
+  for (size_t k = 0; k < first_run.size(); ++k) CHECK_MESSAGE(first_run[k] == second_run[k], "tensor ", k, " differs");
+}
+
+// With TF32 allowed, f32 convolutions may run on tensor cores (10-bit mantissas: about 1e-3 relative per product):
+// they must still agree with the CPU's within the worst case of that rounding (a check that the path runs and
+// is not garbage, not of its accuracy).
+TEST_CASE("convolution with TF32 allowed") {
+  tg::set_allow_tf32(true);
+  auto run = [](Device dev) {
+    tg::Generator g(9);
+    Tensor x = tg::randn({4, 16, 10, 10}, g).to(dev).requires_grad_();
+    Tensor w = tg::randn({24, 16, 3, 3}, g).to(dev).requires_grad_();
+    Tensor y = tg::conv2d(x, w, Tensor(), 1, 1);
+    y.backward(tg::randn(y.shape(), g).to(dev));
+    return std::vector<std::vector<double>>{y.to_vector(), x.grad().to_vector(), w.grad().to_vector()};
+  };
+  const auto ref = run(Device::CPU), got = run(g_device);
+  tg::set_allow_tf32(false);
+  const double terms[] = {16 * 9, 24 * 9, 4 * 10 * 10};  // the longest sums of y, gx, gw
+  for (size_t k = 0; k < ref.size(); ++k) {
+    std::string why;
+    CHECK_MESSAGE(close(got[k], ref[k], 2e-3 * terms[k], why), "tensor ", k, ": ", why);
+  }
+}
+
+// Batch norm (cuDNN on CUDA), per channel over M = N * inner values: training (batch statistics) and evaluation
+// (running statistics as inputs), with weight and bias or without, 4-D and 2-D inputs.
+TEST_CASE("batch norm: training and evaluation, affine or not, 4-D and 2-D") {
+  for (const Shape& s : std::vector<Shape>{{4, 3, 5, 5}, {8, 6}, {2, 5, 3, 7}}) {
+    const int64_t C = s[1];
+    const double M = static_cast<double>(tg::numel(s) / C);
+    check({"batch_norm train " + tg::to_string(s), {{s}, {{C}}, {{C}}},
+           [](auto& x) { return tg::batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); }, M});
+    check({"batch_norm train no affine " + tg::to_string(s), {{s}},
+           [](auto& x) { return tg::batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }, M});
+    check({"batch_norm eval " + tg::to_string(s), {{s}, {{C}}, {{C}, Domain::Positive}, {{C}}, {{C}}},
+           [](auto& x) { return tg::batch_norm(x[0], x[1], x[2], x[3], x[4], false); }, M});
+    check({"batch_norm eval no affine " + tg::to_string(s), {{s}, {{C}}, {{C}, Domain::Positive}},
+           [](auto& x) { return tg::batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), false); }, M});
+  }
+}
+
+// The running statistics move as on the CPU (momentum towards the batch mean and the unbiased variance):
+// outputs of two training steps and the statistics after them.
+TEST_CASE("batch norm: the running statistics after two training steps") {
+  for (DType d : {DType::F32, DType::F64})
+    for (const Shape& s : std::vector<Shape>{{4, 3, 5, 5}, {8, 6}}) {
+      const int64_t C = s[1];
+      auto run = [&](Device dev) {
+        tg::Generator g(5);
+        Tensor rm = tg::zeros({C}, {d, dev}), rv = tg::ones({C}, {d, dev});
+        Tensor w = tg::randn({C}, g, d).to(dev), b = tg::randn({C}, g, d).to(dev);
+        std::vector<std::vector<double>> out;
+        for (int step = 0; step < 2; ++step) {
+          Tensor x = (tg::randn(s, g, d) * 2.0 + 1.0).to(dev);
+          out.push_back(tg::batch_norm(x, rm, rv, w, b, true, 0.1, 1e-5).to_vector());
+        }
+        out.push_back(rm.to_vector());
+        out.push_back(rv.to_vector());
+        return out;
+      };
+      const auto ref = run(Device::CPU), got = run(g_device);
+      const double tol = (d == DType::F64 ? 1e-12 : 1e-5) * static_cast<double>(tg::numel(s) / C);
+      const char* what[] = {"output of step 1", "output of step 2", "running_mean", "running_var"};
+      for (size_t k = 0; k < ref.size(); ++k) {
+        std::string why;
+        CHECK_MESSAGE(close(got[k], ref[k], tol, why), tg::name(d), " ", tg::to_string(s), " ", what[k], ": ", why);
+      }
+    }
+}
+
+// Pooling (small kernels on CUDA): max (padding is -inf; the backward scatters through the argmax indices) and
+// average (count_include_pad), non-overlapping and overlapping windows (up to R S outputs per input), global and
+// adaptive average (the same kernels).
+TEST_CASE("pooling: max and average, strides and padding, global and adaptive average") {
+  for (const Shape& s : std::vector<Shape>{{2, 3, 8, 8}, {1, 2, 7, 5}}) {
+    const std::string in = std::string(" ").append(tg::to_string(s));
+    check({"max_pool2d 2" + in, {{s}}, [](auto& x) { return tg::max_pool2d(x[0], 2); }});
+    check({"max_pool2d 3 stride 2 padding 1" + in, {{s}}, [](auto& x) { return tg::max_pool2d(x[0], 3, 2, 1); }, 9});
+    check({"max_pool2d 3 stride 1 padding 1" + in, {{s}}, [](auto& x) { return tg::max_pool2d(x[0], 3, 1, 1); }, 9});
+    check({"avg_pool2d 2" + in, {{s}}, [](auto& x) { return tg::avg_pool2d(x[0], 2); }, 4});
+    check({"avg_pool2d 3 stride 2 padding 1" + in, {{s}}, [](auto& x) { return tg::avg_pool2d(x[0], 3, 2, 1); }, 9});
+    check({"avg_pool2d 3 stride 1 padding 1" + in, {{s}}, [](auto& x) { return tg::avg_pool2d(x[0], 3, 1, 1); }, 9});
+  }
+  check({"global_avg_pool2d", {{{2, 4, 6, 6}}}, [](auto& x) { return tg::global_avg_pool2d(x[0]); }, 36});
+  check({"adaptive_avg_pool2d 2x3", {{{2, 3, 8, 6}}}, [](auto& x) { return tg::adaptive_avg_pool2d(x[0], 2, 3); }, 8});
 }
 
 TEST_CASE("bad labels and indices: an error naming the value (on CUDA at the next host wait), then work goes on") {

@@ -1,7 +1,7 @@
 // The CUDA twin of the backend facade: the same signatures as the CPU's (kernels.inc), compiled only with
 // -Dcuda=enabled. Elementwise, reductions, softmax, losses, layout: small kernels (kernels.cu); gemm and
-// linear_forward: cuBLAS / cuBLASLt (blas.cpp); LSTM: cuDNN's RNN API (rnn.cpp); convolution, batch norm,
-// pooling: part 2 (they throw).
+// linear_forward: cuBLAS / cuBLASLt (blas.cpp); convolution and batch norm: cuDNN (dnn.cpp); pooling: small
+// kernels (dnn_kernels.cu); LSTM: cuDNN's RNN API (rnn.cpp).
 #pragma once
 
 #include "../backend.hpp"

@@ -24,7 +24,7 @@
 #include "../internal.hpp"
 #include "common.hpp"
 #include "cuda.hpp"
-#include "cudnn.hpp"
+#include "dnn.hpp"
 #include "runtime.hpp"
 
 namespace tapegrad::cuda {
