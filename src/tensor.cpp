@@ -57,6 +57,28 @@ bool cuda_available() {
 static std::atomic<bool> g_allow_tf32{false};
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
+static std::atomic<bool> g_deterministic{false};
+void set_deterministic(bool on) { g_deterministic = on; }
+bool deterministic() { return g_deterministic; }
+
+MemoryUse memory_use(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) {
+    const cuda::MemoryStats s = cuda::memory_stats();
+    return {s.in_use, s.peak};
+  }
+#else
+  (void)d;
+#endif
+  return {};
+}
+void reset_peak_memory(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) cuda::reset_peak();
+#else
+  (void)d;
+#endif
+}
 
 void synchronize(Device d) {
 #if TG_CUDA

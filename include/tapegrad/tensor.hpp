@@ -39,6 +39,16 @@ void synchronize(Device d);                     // waits for d's queued work (CU
 // CUDA f32 matrix products are exact FP32 unless TF32 tensor cores (about 1e-3 relative) are allowed.
 void set_allow_tf32(bool on);
 bool allow_tf32();
+// cuDNN: only deterministic algorithms (bit-identical GPU runs, exact resume); the CPU always is.
+void set_deterministic(bool on);
+bool deterministic();
+// The CUDA caching allocator's bytes handed out to tensors: now, and at most since the last reset_peak_memory
+// (benchmarks: peak GPU memory). 0 on other devices.
+struct MemoryUse {
+  size_t in_use = 0, peak = 0;
+};
+MemoryUse memory_use(Device d);
+void reset_peak_memory(Device d);
 
 // What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
 // zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.
