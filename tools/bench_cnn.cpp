@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
         const double tflops = flop / 1e12 / bench::median(secs), peak = h200_peak_tflops(tf32);
         r["peak_fraction"] = {{"median", tflops / peak},
                               {"peak_TFLOP_per_s", peak},
-                              {"peak_source", "NVIDIA H200 datasheet (SXM), dense " + std::string(tf32 ? "TF32" : "FP32")}};
+                              {"peak_source",
+                               "NVIDIA H200 datasheet (SXM), dense " + std::string(tf32 ? "TF32" : "FP32")}};
         r["peak_device_MiB"] = static_cast<double>(tg::memory_use(dev).peak) / (1 << 20);
         extra = ", " + std::to_string(tflops) + " TFLOP/s in convolutions (" + std::to_string(100 * tflops / peak) +
                 "% of the H200's " + (tf32 ? "TF32" : "FP32") + " peak), peak GPU memory " +

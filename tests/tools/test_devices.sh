@@ -25,10 +25,12 @@ run "$tmp/a1.log" --epochs 1 --out "$tmp/cpu-test" --device cpu
 run "$tmp/a2.log" --epochs 2 --out "$tmp/cpu-test" --device test --resume
 grep -q "^device: test (--device test)" "$tmp/a2.log" || { cat "$tmp/a2.log"; fail "no device line for --device test"; }
 grep -q "batches prefetched on a thread" "$tmp/a2.log" || { cat "$tmp/a2.log"; fail "no prefetch on the test device"; }
-grep -q "resumed from .*adam.ckpt after epoch 1" "$tmp/a2.log" || { cat "$tmp/a2.log"; fail "cpu -> test did not resume"; }
+grep -q "resumed from .*adam.ckpt after epoch 1" "$tmp/a2.log" ||
+  { cat "$tmp/a2.log"; fail "cpu -> test did not resume"; }
 run "$tmp/b1.log" --epochs 1 --out "$tmp/test-cpu" --device test
 run "$tmp/b2.log" --epochs 2 --out "$tmp/test-cpu" --device cpu --resume
-grep -q "resumed from .*adam.ckpt after epoch 1" "$tmp/b2.log" || { cat "$tmp/b2.log"; fail "test -> cpu did not resume"; }
+grep -q "resumed from .*adam.ckpt after epoch 1" "$tmp/b2.log" ||
+  { cat "$tmp/b2.log"; fail "test -> cpu did not resume"; }
 
 python3 - "$tmp/straight" "$tmp/cpu-test" "$tmp/test-cpu" <<'PY'
 import json, os, struct, sys
@@ -56,14 +58,16 @@ for other in others:
 PY
 
 # lr_heatmap reads a checkpoint on any device: the same rates.
-"$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --out "$tmp/cpu.json" --device cpu > /dev/null 2>&1 || fail "lr_heatmap cpu"
+"$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --out "$tmp/cpu.json" --device cpu > /dev/null 2>&1 ||
+  fail "lr_heatmap --device cpu"
 "$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --out "$tmp/test.json" --device test > /dev/null 2>&1 ||
   fail "lr_heatmap --device test"
 cmp -s "$tmp/cpu.json" "$tmp/test.json" || fail "lr_heatmap: the test device's rates differ from the CPU's"
 
 # --device cuda without a GPU: exit 2, the flag named; a device that does not exist: the same.
 for prog in cifar heatmap; do
-  if [ $prog = cifar ]; then cmd=("$cifar" "${common[@]}" --epochs 1 --out "$tmp/cuda"); else cmd=("$heatmap" --checkpoint "$tmp/straight/adam.ckpt"); fi
+  cmd=("$heatmap" --checkpoint "$tmp/straight/adam.ckpt")
+  [ $prog = cifar ] && cmd=("$cifar" "${common[@]}" --epochs 1 --out "$tmp/cuda")
   for dev in cuda gpu; do
     set +e; "${cmd[@]}" --device $dev > "$tmp/err.log" 2>&1; code=$?; set -e
     [ $code = 2 ] || { cat "$tmp/err.log"; fail "$prog --device $dev: exit code $code, expected 2"; }
@@ -71,6 +75,7 @@ for prog in cifar heatmap; do
 done
 grep -q "no CUDA device" <("$cifar" "${common[@]}" --epochs 1 --out "$tmp/cuda" --device cuda 2>&1) ||
   fail "--device cuda without a GPU does not say 'no CUDA device'"
-grep -q "device 'gpu': expected cpu, cuda, test or auto" <("$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --device gpu 2>&1) ||
+grep -q "device 'gpu': expected cpu, cuda, test or auto" \
+  <("$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --device gpu 2>&1) ||
   fail "--device gpu: the message does not name the devices"
 echo "devices: cpu -> test -> cpu resumes exact; lr_heatmap on the test device; cuda refused without a GPU"
