@@ -306,11 +306,26 @@ datasets::ImageDataset split_validation(datasets::ImageDataset& train, double fr
 
 namespace {
 
+// False when some gradient on a device (not the CPU) holds a NaN or Inf. One number crosses to the host instead
+// of every gradient: the sum of g * 0 over them all is NaN exactly when an element is NaN or Inf (Inf * 0 = NaN).
+bool device_grads_finite(const std::vector<std::pair<std::string, Tensor>>& named) {
+  NoGradGuard no_grad;
+  Tensor zero_sum;
+  for (const auto& [name, p] : named) {
+    const Tensor& g = p.grad();
+    if (!g.defined() || g.device() == Device::CPU) continue;
+    const Tensor z = sum(g * 0.0);
+    zero_sum = zero_sum.defined() ? zero_sum + z.to(zero_sum.dtype()) : z;
+  }
+  return !zero_sum.defined() || std::isfinite(zero_sum.item());
+}
+
 // The name of the first parameter whose gradient holds a NaN or Inf, or "" when all are finite.
 std::string first_nonfinite_grad(const std::vector<std::pair<std::string, Tensor>>& named) {
+  const bool devices_finite = device_grads_finite(named);
   for (const auto& [name, p] : named) {
-    const Tensor g = p.grad().defined() ? p.grad().cpu() : Tensor();  // the check reads host memory
-    if (!g.defined()) continue;
+    if (!p.grad().defined() || (devices_finite && p.grad().device() != Device::CPU)) continue;
+    const Tensor g = p.grad().cpu();  // the check reads host memory
     // An element is NaN or Inf when its exponent bits are all ones: an integer test the compiler vectorises
     // (this runs every step over every gradient, 4.3M elements for the small language model).
     bool finite = true;
@@ -417,11 +432,13 @@ std::string nonfinite_step(const Run& run, double loss, int64_t epoch, int64_t b
                            : ", the gradient of parameter '" + bad_grad + "' holds NaN or Inf");
 }
 
-// For testing the guard: a NaN in the first parameter's gradient.
+// For testing the guard: a NaN in the first parameter's gradient (set on the host, copied back to its device).
 void poison_gradient(const Run& run) {
   Tensor g = run.named.front().second.grad();
-  if (g.dtype() == DType::F32) g.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
-  else g.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+  Tensor host = g.cpu().clone();
+  if (host.dtype() == DType::F32) host.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  else host.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+  g.copy_(host);
 }
 
 // What one epoch of training gave.

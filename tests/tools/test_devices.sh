@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Checkpoints across devices, end to end: a cifar run written on one device resumes on another (cpu -> test
 # device and back) and gives exactly the metric lines (timing aside) and checkpoint tensors of a straight CPU run
-# (the test device runs the CPU kernels: exact); lr_heatmap reads the checkpoint on the test device alike. The
-# banner says the device and why; --device cuda without a GPU is refused (exit 2) naming the flag.
-# Usage: test_devices.sh CIFAR_BINARY LR_HEATMAP_BINARY
+# (the test device runs the CPU kernels: exact); lr_heatmap reads the checkpoint on the test device alike; ptb
+# on the test device gives the CPU's lines; the divergence guard stops a run on the test device naming the
+# parameter. The banner says the device and why; --device cuda without a GPU is refused (exit 2) naming the flag.
+# Usage: test_devices.sh CIFAR_BINARY LR_HEATMAP_BINARY PTB_BINARY
 set -euo pipefail
-cifar=$1 heatmap=$2
+cifar=$1 heatmap=$2 ptb=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -64,6 +65,27 @@ PY
   fail "lr_heatmap --device test"
 cmp -s "$tmp/cpu.json" "$tmp/test.json" || fail "lr_heatmap: the test device's rates differ from the CPU's"
 
+# The divergence guard on a device (checked there, one number to the host): the poisoned gradient is named.
+set +e
+"$cifar" "${common[@]}" --epochs 1 --optim sgdm --device test --debug-nan-at 3 --out "$tmp/nan" > "$tmp/nan.log" 2>&1
+rc=$?
+set -e
+[ $rc = 3 ] || { cat "$tmp/nan.log"; fail "an injected NaN on the test device exited $rc, expected 3"; }
+grep -q "step 3 (epoch 1, batch 3/5) of optimizer SGDM .*the gradient of parameter 'conv1.weight' holds NaN" \
+  "$tmp/nan.log" || { cat "$tmp/nan.log"; fail "the guard's message on the test device"; }
+
+# ptb on the test device: the CPU's lines (dropout masks included).
+python3 "$(dirname "$0")/make_text_corpus.py" "$tmp/text"
+lm=(--data "$tmp/text" --layers 2 --emb 12 --hidden 16 --bptt 7 --batch 4 --eval-batch 3 --dropout 0.3 --threads 1
+    --optim "adabound:lr=1e-2,final_lr=5" --epochs 2)
+"$ptb" "${lm[@]}" --device cpu --out "$tmp/ptb-cpu" > "$tmp/ptb1.log" 2>&1 || { cat "$tmp/ptb1.log"; fail "ptb cpu"; }
+"$ptb" "${lm[@]}" --device test --out "$tmp/ptb-test" > "$tmp/ptb2.log" 2>&1 || { cat "$tmp/ptb2.log"; fail "ptb test"; }
+strip() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    j = json.loads(l); [j.pop(k, None) for k in ("seconds", "tokens_per_s")]; print(json.dumps(j, sort_keys=True))' "$1"; }
+diff <(strip "$tmp/ptb-cpu/adabound.jsonl") <(strip "$tmp/ptb-test/adabound.jsonl") ||
+  fail "ptb on the test device differs from the CPU"
+
 # --device cuda without a GPU: exit 2, the flag named; a device that does not exist: the same.
 for prog in cifar heatmap; do
   cmd=("$heatmap" --checkpoint "$tmp/straight/adam.ckpt")
@@ -78,4 +100,4 @@ grep -q "no CUDA device" <("$cifar" "${common[@]}" --epochs 1 --out "$tmp/cuda" 
 grep -q "device 'gpu': expected cpu, cuda, test or auto" \
   <("$heatmap" --checkpoint "$tmp/straight/adam.ckpt" --device gpu 2>&1) ||
   fail "--device gpu: the message does not name the devices"
-echo "devices: cpu -> test -> cpu resumes exact; lr_heatmap on the test device; cuda refused without a GPU"
+echo "devices: cpu -> test -> cpu resumes exact; lr_heatmap, ptb and the guard on the test device; cuda refused"
