@@ -124,6 +124,7 @@ int run(Config c, const CLI::App& app) {
   if (check_runs(c, runs)) return 0;  // --check-optim
 
   const DataChoice data = choose_data(c);
+  const Device dev = choose_device(c, data.dataset == "cifar10");  // before the data is read: a bad flag fails fast
   datasets::ImageDataset train, test;
   std::vector<double> mean, sd;
   if (data.dataset == "cifar10") {
@@ -167,7 +168,6 @@ int run(Config c, const CLI::App& app) {
     note += (note.empty() ? "" : " ") + protocol;
   }
   if (!note.empty()) banner(note);
-  const Device dev = choose_device(c, data.dataset == "cifar10");
   // The next batch is decoded, augmented and sent to the device on a thread while this one trains.
   const bool prefetch = c.prefetch == "on" || (c.prefetch == "auto" && dev != Device::CPU);
   std::cerr << "dataset: " << data.title << " from " << data.dir << ": " << sizes << ", " << train.channels << "x"
