@@ -298,7 +298,9 @@ int64_t DataLoader::global_batch_size(int64_t b) const {
 Batch DataLoader::assemble(int64_t b) const {
   const Range part = shard_range(global_batch_size(b), opt_.rank, opt_.world_size);
   const int64_t begin = b * opt_.batch_size + part.begin, end = b * opt_.batch_size + part.end;
-  return ds_->get_batch(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), epoch_);
+  Batch out = ds_->get_batch(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end), epoch_);
+  if (opt_.device != Device::CPU) out = {out.x.to(opt_.device), out.y.to(opt_.device)};
+  return out;
 }
 
 void DataLoader::drop_prefetch() const {

@@ -61,6 +61,25 @@ static std::atomic<bool> g_deterministic{false};
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 
+MemoryUse memory_use(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) {
+    const cuda::MemoryStats s = cuda::memory_stats();
+    return {s.in_use, s.peak};
+  }
+#else
+  (void)d;
+#endif
+  return {};
+}
+void reset_peak_memory(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) cuda::reset_peak();
+#else
+  (void)d;
+#endif
+}
+
 void synchronize(Device d) {
 #if TG_CUDA
   if (d == Device::CUDA) cuda::synchronize();

@@ -297,6 +297,31 @@ TEST_CASE("augmentation: a function of (seed, epoch, sample) alone") {
   CHECK((id.dy == 0 && id.dx == 0 && !id.flip));
 }
 
+TEST_CASE("DataLoader: prefetching onto a device gives the plain loader's batches (order, crop, flip, labels)") {
+  const ImageDataset ds = grid_dataset(45, 3, 8, 8);
+  const LoaderOptions opt{.batch_size = 8, .seed = 3, .channel_mean = {0.4, 0.5, 0.6}, .channel_std = {0.2, 0.3, 0.4},
+                          .image_shape = true, .crop_padding = 2, .horizontal_flip = true};
+  DataLoader plain(ds, opt);
+  for (const Device dev : {Device::CPU, Device::Test}) {
+    LoaderOptions o = opt;
+    o.prefetch = true;
+    o.device = dev;
+    DataLoader ahead(ds, o);
+    for (int64_t e : {0, 2}) {
+      plain.set_epoch(e);
+      ahead.set_epoch(e);
+      for (int64_t b = 0; b < plain.num_batches(); ++b) {
+        const Batch want = plain.batch(b), got = ahead.batch(b);
+        CHECK(got.x.device() == dev);
+        CHECK(got.y.device() == dev);
+        CHECK(got.x.shape() == want.x.shape());
+        CHECK(got.x.to_vector<float>() == want.x.to_vector<float>());
+        CHECK(got.y.to_vector<int64_t>() == want.y.to_vector<int64_t>());
+      }
+    }
+  }
+}
+
 TEST_CASE("DataLoader: per-channel normalisation, image-shaped batches, the padding value") {
   const ImageDataset ds = grid_dataset(3, 3, 2, 2);
   const std::vector<double> mean{100, 200, 300}, sd{2, 4, 8};

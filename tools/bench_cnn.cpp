@@ -3,7 +3,14 @@
 // process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s.
 // One JSON line like bench_mlp's.
 //
+// --device cuda (with --tf32 for TF32 tensor cores): the model is built on the CPU and moved, the batch lives on
+// the GPU, each step ends with a synchronize (the clock stops after the GPU's work), and the result adds the
+// convolutions' FLOPs per image (the --layers table's count: 2 k c r^2 out^2 per convolution forward, x3 for
+// forward + backward), the TFLOP/s they make, that as a fraction of the H200's dense peak (FP32 67 TFLOP/s, TF32
+// 495 TFLOP/s: NVIDIA's H200 datasheet, SXM), and the caching allocator's peak bytes in use.
+//
 //   bench_cnn [--threads 2] [--model resnet20] [--batch 128] [--repeats 3]
+//   bench_cnn --device cuda --model resnet34 densenet121 [--tf32]
 //   bench_cnn --layers resnet34 --batch 32
 #include <sys/resource.h>
 
@@ -31,9 +38,25 @@ struct ConvShape {
   int64_t c, k, r, stride, side, count;
 };
 
-// The convolutions of kuangliu's ResNet-34 (3x3 stem, [3,4,6,3] basic blocks, 1x1 projection shortcuts)
-// and of the CIFAR ResNet-20 (16-32-64, [3,3,3], zero-padded shortcuts) on 32x32 inputs.
+// The convolutions of kuangliu's ResNet-34 (3x3 stem, [3,4,6,3] basic blocks, 1x1 projection shortcuts),
+// of the CIFAR ResNet-20 (16-32-64, [3,3,3], zero-padded shortcuts) and of kuangliu's DenseNet-121 (3x3 stem to
+// 64, bottlenecks 1x1 to 128 then 3x3 to 32 in blocks [6,12,24,16], 1x1 transitions halving the channels) on
+// 32x32 inputs.
 std::vector<ConvShape> conv_shapes(const std::string& model) {
+  if (model == "densenet121") {
+    std::vector<ConvShape> s{{3, 64, 3, 1, 32, 1}};
+    int64_t planes = 64, side = 32;
+    const int64_t blocks[] = {6, 12, 24, 16};
+    for (int b = 0; b < 4; ++b) {
+      for (int64_t i = 0; i < blocks[b]; ++i, planes += 32) s.push_back({planes, 128, 1, 1, side, 1});
+      s.push_back({128, 32, 3, 1, side, blocks[b]});
+      if (b == 3) break;
+      s.push_back({planes, planes / 2, 1, 1, side, 1});  // the transition's conv, then a 2x2 average pool
+      planes /= 2;
+      side /= 2;
+    }
+    return s;
+  }
   if (model == "resnet34")
     return {{3, 64, 3, 1, 32, 1},     {64, 64, 3, 1, 32, 6},     {64, 128, 3, 2, 32, 1},  {128, 128, 3, 1, 16, 7},
             {64, 128, 1, 2, 32, 1},   {128, 256, 3, 2, 16, 1},   {256, 256, 3, 1, 8, 11}, {128, 256, 1, 2, 16, 1},
@@ -41,8 +64,21 @@ std::vector<ConvShape> conv_shapes(const std::string& model) {
   if (model == "resnet20")
     return {{3, 16, 3, 1, 32, 1}, {16, 16, 3, 1, 32, 6}, {16, 32, 3, 2, 32, 1}, {32, 32, 3, 1, 16, 5},
             {32, 64, 3, 2, 16, 1}, {64, 64, 3, 1, 8, 5}};
-  TG_FAIL("bench_cnn --layers: unknown model '", model, "' (resnet20, resnet34)");
+  TG_FAIL("bench_cnn --layers: unknown model '", model, "' (resnet20, resnet34, densenet121)");
 }
+
+// FLOPs of one image's training step in the convolutions (forward, backward data, backward weights).
+double train_flop_per_image(const std::string& model) {
+  double flop = 0;
+  for (const ConvShape& s : conv_shapes(model)) {
+    const int64_t out = (s.side + 2 * (s.r / 2) - s.r) / s.stride + 1;
+    flop += static_cast<double>(s.count) * 2.0 * static_cast<double>(s.k * out * out * s.c * s.r * s.r);
+  }
+  return 3 * flop;
+}
+
+// The H200's dense peak for f32 matrix work, TFLOP/s (NVIDIA H200 datasheet, SXM): FP32 67, TF32 tensor cores 495.
+double h200_peak_tflops(bool tf32) { return tf32 ? 495.0 : 67.0; }
 
 bench::json bench_layers(const std::string& model, int64_t batch, int repeats, const std::string& only) {
   bench::json results = bench::json::array();
@@ -93,16 +129,24 @@ int main(int argc, char** argv) {
   CLI::App app{"tapegrad CNN step benchmark"};
   int threads = 2, repeats = 3, batch = 128;
   std::vector<std::string> models{"resnet20"};
-  std::string layers, only;
+  std::string layers, only, device_name = "cpu";
+  bool tf32 = false, deterministic = false;
   app.add_option("--threads", threads, "OpenMP threads");
+  app.add_option("--device", device_name, "cpu, cuda or test (the training step; --layers runs on the CPU)");
+  app.add_flag("--tf32", tf32, "CUDA: TF32 tensor cores for f32 matrix products");
+  app.add_flag("--deterministic", deterministic, "CUDA: deterministic cuDNN algorithms only");
   app.add_option("--model", models, "resnet20, resnet34, densenet121");
   app.add_option("--repeats", repeats, "timed blocks");
   app.add_option("--batch", batch, "batch size");
-  app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34) instead");
+  app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34, densenet121) instead");
   app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\")");
   CLI11_PARSE(app, argc, argv);
   try {
     bench::start(threads);
+    const tg::Device dev = tg::device_from_name(device_name);
+    TG_CHECK(dev != tg::Device::CUDA || tg::cuda_available(), "bench_cnn --device cuda: no CUDA device");
+    tg::set_allow_tf32(tf32);
+    tg::set_deterministic(deterministic);
     bench::json results = bench::json::array();
     if (!layers.empty()) {
       results = bench_layers(layers, batch, repeats, only);
@@ -111,27 +155,48 @@ int main(int argc, char** argv) {
     }
     for (const auto& name : models) {
       tg::Generator gen(0);
+      tg::reset_peak_memory(dev);
       std::shared_ptr<tg::nn::Layer> model;
       if (name == "resnet20") model = tg::models::resnet20(10, gen);
       else if (name == "resnet34") model = tg::models::resnet34(10, gen);
       else if (name == "densenet121") model = tg::models::densenet121(10, gen);
       else TG_FAIL("bench_cnn: unknown model '", name, "' (resnet20, resnet34, densenet121)");
-      tg::Tensor x = tg::randn({batch, 3, 32, 32}, gen);
-      tg::Tensor y = tg::randint(10, {batch}, gen);
+      model->to(dev);  // built on the CPU: the same weights on every device
+      tg::Tensor x = tg::randn({batch, 3, 32, 32}, gen).to(dev);
+      tg::Tensor y = tg::randint(10, {batch}, gen).to(dev);
       auto opt = tg::optim::make("sgd:lr=0.1,momentum=0.9,weight_decay=5e-4", model->parameters());
       auto step = [&] {
         opt->zero_grad();
         tg::cross_entropy(model->forward(x), y).backward();
         opt->step();
+        tg::synchronize(dev);  // the clock stops after the device's work
       };
       auto secs = bench::time_blocks(step, repeats, 2, 0.0);
       std::string id = name + "_train_b" + std::to_string(batch);
-      bench::json r = bench::summarize(id, secs, {{"steps_per_s", 1.0}, {"images_per_s", double(batch)}},
-                                       {{"model", name}, {"batch", batch}, {"optim", "sgdm"}});
+      if (dev != tg::Device::CPU) id += "_" + device_name + (tf32 ? "_tf32" : "");
+      const double flop = train_flop_per_image(name) * static_cast<double>(batch);
+      bench::json r = bench::summarize(id, secs,
+                                       {{"steps_per_s", 1.0}, {"images_per_s", double(batch)},
+                                        {"conv_TFLOP_per_s", flop / 1e12}},
+                                       {{"model", name}, {"batch", batch}, {"optim", "sgdm"}, {"device", device_name},
+                                        {"tf32", tf32}, {"deterministic", deterministic}});
+      r["conv_GFLOP_per_image"] = train_flop_per_image(name) / 1e9;
       r["peak_rss_MiB"] = peak_rss_mib();  // of the process so far: run one model per process to compare
+      std::string extra;
+      if (dev == tg::Device::CUDA) {
+        const double tflops = flop / 1e12 / bench::median(secs), peak = h200_peak_tflops(tf32);
+        r["peak_fraction"] = {{"median", tflops / peak},
+                              {"peak_TFLOP_per_s", peak},
+                              {"peak_source",
+                               "NVIDIA H200 datasheet (SXM), dense " + std::string(tf32 ? "TF32" : "FP32")}};
+        r["peak_device_MiB"] = static_cast<double>(tg::memory_use(dev).peak) / (1 << 20);
+        extra = ", " + std::to_string(tflops) + " TFLOP/s in convolutions (" + std::to_string(100 * tflops / peak) +
+                "% of the H200's " + (tf32 ? "TF32" : "FP32") + " peak), peak GPU memory " +
+                std::to_string(int(r["peak_device_MiB"].get<double>())) + " MiB";
+      }
       results.push_back(r);
       bench::progress(id + ": " + std::to_string(int(batch / bench::median(secs))) + " images/s, peak RSS " +
-                      std::to_string(int(peak_rss_mib())) + " MiB");
+                      std::to_string(int(peak_rss_mib())) + " MiB" + extra);
     }
     std::cout << bench::json{{"bench", "cnn_step"}, {"meta", bench::meta()}, {"results", results}}.dump() << "\n";
   } catch (const tg::Error& e) {

@@ -56,7 +56,7 @@ const std::map<std::string, double> kPaperDenseNet121 = {{"AMSBound", 0.9524}, {
                                                          {"SGDM", 0.9432},     {"AMSGrad", 0.9352},
                                                          {"Adam", 0.9336},     {"AdaGrad", 0.9211}};
 
-struct Config : CommonConfig {
+struct Config : CommonConfig, DeviceConfig {
   std::string model = "resnet20";
   int64_t batch = 128;
   std::string data;
@@ -69,6 +69,7 @@ struct Config : CommonConfig {
   bool sync_bn = false;
   double weight_decay = 5e-4;
   int64_t eval_batch = 500;
+  std::string prefetch = "auto";  // on, off, auto: on for a device other than the CPU
 };
 
 // CIFAR-10 when --data holds it, else Fashion-MNIST padded to 32x32, said loudly.
@@ -114,6 +115,8 @@ int run(Config c, const CLI::App& app) {
   TG_CHECK(c.records_per_file >= 0, "--records-per-file ", c.records_per_file, ": must be >= 0 (0: any)");
   TG_CHECK(c.weight_decay >= 0 && std::isfinite(c.weight_decay), "--weight-decay ", c.weight_decay,
            ": must be >= 0");
+  TG_CHECK(c.prefetch == "auto" || c.prefetch == "on" || c.prefetch == "off", "--prefetch '", c.prefetch,
+           "': expected on, off or auto");
   c.model = lower(c.model);
   Generator probe_gen(0);
   make_cifar_model(c.model, 3, probe_gen);  // an unknown --model fails here, before any data is read
@@ -121,6 +124,7 @@ int run(Config c, const CLI::App& app) {
   if (check_runs(c, runs)) return 0;  // --check-optim
 
   const DataChoice data = choose_data(c);
+  const Device dev = choose_device(c, data.dataset == "cifar10");  // before the data is read: a bad flag fails fast
   datasets::ImageDataset train, test;
   std::vector<double> mean, sd;
   if (data.dataset == "cifar10") {
@@ -164,6 +168,8 @@ int run(Config c, const CLI::App& app) {
     note += (note.empty() ? "" : " ") + protocol;
   }
   if (!note.empty()) banner(note);
+  // The next batch is decoded, augmented and sent to the device on a thread while this one trains.
+  const bool prefetch = c.prefetch == "on" || (c.prefetch == "auto" && dev != Device::CPU);
   std::cerr << "dataset: " << data.title << " from " << data.dir << ": " << sizes << ", " << train.channels << "x"
             << train.rows << "x" << train.cols << ", normalised per channel with mean (";
   for (size_t k = 0; k < mean.size(); ++k) std::cerr << (k ? ", " : "") << fmt("%.4f", mean[k]);
@@ -172,7 +178,8 @@ int run(Config c, const CLI::App& app) {
   std::cerr << ")" << (c.no_augment ? ", no augmentation" : ", random crop 32 (zero padding 4) and flip") << '\n'
             << "model: " << c.model << " (" << train.channels << " input channel" << (train.channels == 1 ? "" : "s")
             << "), batch " << c.batch << ", " << schedule << ", weight decay " << optim::format_number(c.weight_decay)
-            << ", seed " << c.seed << ", " << num_threads() << " threads\n";
+            << ", seed " << c.seed << ", " << num_threads() << " threads"
+            << (prefetch ? ", batches prefetched on a thread" : "") << "\n";
 
   // dist: each rank takes its slice of every global batch (training and evaluation)
   check_batches_cover_ranks("--batch", train.size(), c.batch);
@@ -180,14 +187,16 @@ int run(Config c, const CLI::App& app) {
   datasets::DataLoader train_loader(train, {.batch_size = c.batch, .shuffle = true, .seed = c.seed,
                                             .channel_mean = mean, .channel_std = sd, .image_shape = true,
                                             .crop_padding = c.no_augment ? 0 : 4,
-                                            .horizontal_flip = !c.no_augment, .rank = rank, .world_size = ranks});
+                                            .horizontal_flip = !c.no_augment, .prefetch = prefetch, .device = dev,
+                                            .rank = rank, .world_size = ranks});
   datasets::DataLoader test_loader(test, {.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
-                                          .channel_std = sd, .image_shape = true, .rank = rank, .world_size = ranks});
+                                          .channel_std = sd, .image_shape = true, .prefetch = prefetch, .device = dev,
+                                          .rank = rank, .world_size = ranks});
   std::optional<datasets::DataLoader> val_loader;
   if (val)
     val_loader.emplace(*val, datasets::LoaderOptions{.batch_size = c.eval_batch, .shuffle = false, .channel_mean = mean,
-                                                     .channel_std = sd, .image_shape = true, .rank = rank,
-                                                     .world_size = ranks});
+                                                     .channel_std = sd, .image_shape = true, .prefetch = prefetch,
+                                                     .device = dev, .rank = rank, .world_size = ranks});
   std::shared_ptr<nn::Layer> model;
   const Forward forward = [&](const Tensor& x) { return (*model)(x); };
 
@@ -221,7 +230,8 @@ int run(Config c, const CLI::App& app) {
   ex.sync_batch_norm = c.sync_bn;
   ex.steps_per_epoch = train_loader.num_batches();
   ex.make_model = [&](Generator& init) -> nn::Module& {
-    model = make_cifar_model(c.model, train.channels, init);
+    model = make_cifar_model(c.model, train.channels, init);  // on the CPU: the same weights on every device
+    model->to(dev);
     return *model;
   };
   ex.begin_epoch = [&](int64_t epoch) { train_loader.set_epoch(epoch); };
@@ -278,5 +288,10 @@ int main(int argc, char** argv) {
   app.add_flag("--sync-bn", c.sync_bn,
                "under mpirun: BatchNorm statistics over the global batch (default: each rank's slice, as PyTorch)");
   app.add_option("--eval-batch", c.eval_batch, "batch size of the evaluation")->capture_default_str();
+  add_device_flags(app, c);
+  app.add_option("--prefetch", c.prefetch,
+                 "on, off or auto (on for a device other than the CPU): make the next batch on a thread while one "
+                 "trains")
+      ->capture_default_str();
   return main_of("cifar", app, argc, argv, [&] { return run(c, app); });
 }

@@ -57,6 +57,46 @@ DataChoice choose_image_data(const std::string& dataset, const std::string& data
               paper.stand_in + not_comparable};
 }
 
+// ---------------------------------------------------------------------------------------------- device
+
+void add_device_flags(CLI::App& app, DeviceConfig& c) {
+  app.add_option("--device", c.device,
+                 "cpu, cuda, test (the CPU kernels under the test device's tag: tests), or auto: cuda when a GPU is "
+                 "there and the data is the paper's, else cpu")
+      ->capture_default_str();
+  app.add_flag("--deterministic", c.deterministic,
+               "CUDA: only deterministic cuDNN algorithms (bit-identical runs, exact --resume); the CPU always is");
+  app.add_flag("--tf32", c.tf32, "CUDA: TF32 tensor cores for f32 matrix products (about 1e-3 relative)");
+}
+
+Device choose_device(const DeviceConfig& c, bool paper_data) {
+  const std::string name = lower(c.device);
+  TG_CHECK(name == "auto" || name == "cpu" || name == "cuda" || name == "test", "--device '", c.device,
+           "': expected cpu, cuda, test or auto");
+  Device dev = Device::CPU;
+  std::string why;
+  if (name == "auto") {
+    const bool gpu = cuda_available();
+    dev = gpu && paper_data ? Device::CUDA : Device::CPU;
+    why = !gpu ? "auto: no CUDA device" : paper_data ? "auto: a CUDA device and the paper's data"
+                                                     : "auto: the stand-in data set stays on the CPU (--device cuda "
+                                                       "to run it on the GPU)";
+  } else {
+    dev = device_from_name(name);
+    why = "--device " + name;
+    TG_CHECK(dev != Device::CUDA || cuda_available(), "--device cuda: no CUDA device (no GPU here, or a build without "
+             "-Dcuda=enabled); use --device cpu");
+  }
+  set_deterministic(c.deterministic);
+  set_allow_tf32(c.tf32);
+  std::cerr << "device: " << tapegrad::name(dev) << " (" << why << "), "
+            << (dev != Device::CUDA ? std::string("deterministic (the CPU kernels always are)")
+                                    : std::string(c.deterministic ? "deterministic" : "fastest algorithms") +
+                                          (c.tf32 ? ", TF32 matrix products" : ", FP32 matrix products"))
+            << '\n';
+  return dev;
+}
+
 // ------------------------------------------------------------------------------------------- run specs
 
 namespace {
@@ -203,7 +243,8 @@ bool check_runs(const CommonConfig& c, const std::vector<RunSpec>& runs) {
 
 int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   const auto pred = argmax(logits.detach(), 1).to_vector<int64_t>();
-  const int64_t* y = labels.data<int64_t>();
+  const Tensor host = labels.cpu();  // the labels may be on the device with the batch
+  const int64_t* y = host.data<int64_t>();
   int64_t correct = 0;
   for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == y[i];
   return correct;
@@ -265,11 +306,26 @@ datasets::ImageDataset split_validation(datasets::ImageDataset& train, double fr
 
 namespace {
 
+// False when some gradient on a device (not the CPU) holds a NaN or Inf. One number crosses to the host instead
+// of every gradient: the sum of g * 0 over them all is NaN exactly when an element is NaN or Inf (Inf * 0 = NaN).
+bool device_grads_finite(const std::vector<std::pair<std::string, Tensor>>& named) {
+  NoGradGuard no_grad;
+  Tensor zero_sum;
+  for (const auto& [name, p] : named) {
+    const Tensor& g = p.grad();
+    if (!g.defined() || g.device() == Device::CPU) continue;
+    const Tensor z = sum(g * 0.0);
+    zero_sum = zero_sum.defined() ? zero_sum + z.to(zero_sum.dtype()) : z;
+  }
+  return !zero_sum.defined() || std::isfinite(zero_sum.item());
+}
+
 // The name of the first parameter whose gradient holds a NaN or Inf, or "" when all are finite.
 std::string first_nonfinite_grad(const std::vector<std::pair<std::string, Tensor>>& named) {
+  const bool devices_finite = device_grads_finite(named);
   for (const auto& [name, p] : named) {
-    const Tensor g = p.grad().defined() ? p.grad().cpu() : Tensor();  // the check reads host memory
-    if (!g.defined()) continue;
+    if (!p.grad().defined() || (devices_finite && p.grad().device() != Device::CPU)) continue;
+    const Tensor g = p.grad().cpu();  // the check reads host memory
     // An element is NaN or Inf when its exponent bits are all ones: an integer test the compiler vectorises
     // (this runs every step over every gradient, 4.3M elements for the small language model).
     bool finite = true;
@@ -376,11 +432,13 @@ std::string nonfinite_step(const Run& run, double loss, int64_t epoch, int64_t b
                            : ", the gradient of parameter '" + bad_grad + "' holds NaN or Inf");
 }
 
-// For testing the guard: a NaN in the first parameter's gradient.
+// For testing the guard: a NaN in the first parameter's gradient (set on the host, copied back to its device).
 void poison_gradient(const Run& run) {
   Tensor g = run.named.front().second.grad();
-  if (g.dtype() == DType::F32) g.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
-  else g.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+  Tensor host = g.cpu().clone();
+  if (host.dtype() == DType::F32) host.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  else host.data<double>()[0] = std::numeric_limits<double>::quiet_NaN();
+  g.copy_(host);
 }
 
 // What one epoch of training gave.

@@ -66,6 +66,19 @@ struct PaperDataset {
 // --dataset is auto, the paper's name or fashion-mnist; --data a directory or empty.
 DataChoice choose_image_data(const std::string& dataset, const std::string& data, const PaperDataset& paper);
 
+// ---------------------------------------------------------------------------------------------- device
+// --device, --deterministic and --tf32 of the programs that may train on a GPU (cifar, ptb, lr_heatmap).
+struct DeviceConfig {
+  std::string device = "auto";  // cpu, cuda, test, or auto
+  bool deterministic = false;   // cuDNN's deterministic algorithms only (set_deterministic)
+  bool tf32 = false;            // TF32 tensor cores for f32 matrix products (set_allow_tf32)
+};
+void add_device_flags(CLI::App& app, DeviceConfig& c);
+// The device to run on: --device when given; auto is cuda when a GPU is there and `paper_data` (the paper's
+// data set, not the stand-in), else the CPU. Applies --deterministic and --tf32 and says on stderr which device
+// and why, and which algorithms. Throws naming the flag for --device cuda without a GPU.
+Device choose_device(const DeviceConfig& c, bool paper_data);
+
 // ------------------------------------------------------------------------------------------- run specs
 struct RunSpec {
   std::string label;  // "AdaBound"; also names the files (lower case)

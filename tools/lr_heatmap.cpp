@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Config {
+struct Config : DeviceConfig {
   std::string checkpoint;
   std::string out;
   int64_t kernels = 9;
@@ -55,8 +55,11 @@ int run(const Config& c) {
   const std::string spec = meta_value(meta, "spec", c.checkpoint);
   const int64_t in_channels = std::stoll(meta_value(meta, "in_channels", c.checkpoint));
 
+  // A checkpoint of any device loads on any device: the rates are computed where the state is.
+  const Device dev = choose_device(c, meta.count("dataset") && meta.at("dataset") == "cifar10");
   Generator gen(0);
   auto model = make_cifar_model(model_name, in_channels, gen, "checkpoint model");
+  model->to(dev);
   auto opt = optim::make(spec, model->parameters());
   load_checkpoint(c.checkpoint, *model, opt.get());
   const auto named = model->named_parameters();
@@ -166,5 +169,6 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "seed of the kernel choice")->capture_default_str();
   app.add_option("--low", c.low, "rates below this are marked")->capture_default_str();
   app.add_option("--high", c.high, "rates above this are marked")->capture_default_str();
+  add_device_flags(app, c);
   return main_of("lr_heatmap", app, argc, argv, [&] { return run(c); });
 }

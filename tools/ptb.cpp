@@ -57,7 +57,7 @@ namespace {
 // The first line of the README that datasets/kjv_to_ptb.py writes beside a converted KJV.
 const char* kKjvStamp = "The King James Bible in the Penn Treebank layout (datasets/kjv_to_ptb.py, version 1)";
 
-struct Config : CommonConfig {
+struct Config : CommonConfig, DeviceConfig {
   int64_t layers = 2;
   int64_t emb = 200, hidden = 200;
   int64_t bptt = 35, batch = 20, eval_batch = 10;
@@ -125,8 +125,9 @@ DataChoice choose_data(const Config& c) {
 }
 
 // Mean cross-entropy per token of the model over a batchified text [n, B], the state carried across segments.
-// dist: each rank evaluates its columns of the text; the sums are added over the ranks.
-double evaluate_text(models::LSTMLanguageModel& model, const Tensor& text, int64_t bptt) {
+// dist: each rank evaluates its columns of the text; the sums are added over the ranks. Segments are cut on the
+// host and sent to the model's device.
+double evaluate_text(models::LSTMLanguageModel& model, const Tensor& text, int64_t bptt, Device dev) {
   const auto cols = datasets::shard_range(text.size(1), dist::rank(), dist::world_size());
   const Tensor source = text.slice(1, cols.begin, cols.end);
   double sum = 0.0;
@@ -134,8 +135,8 @@ double evaluate_text(models::LSTMLanguageModel& model, const Tensor& text, int64
   nn::LSTMState state;
   for (int64_t i = 0; i < datasets::num_segments(source, bptt); ++i) {
     const datasets::Segment s = datasets::segment(source, i, bptt);
-    const models::LMOutput out = model(s.input, state);
-    sum += cross_entropy(out.logits, s.target, Reduction::Sum).item();
+    const models::LMOutput out = model(s.input.to(dev), state);
+    sum += cross_entropy(out.logits, s.target.to(dev), Reduction::Sum).item();
     count += s.target.numel();
     state = out.state;
   }
@@ -177,6 +178,7 @@ int run(Config c, const CLI::App& app) {
 
   const DataChoice data = choose_data(c);
   if (!data.note.empty()) banner(data.note);
+  const Device dev = choose_device(c, data.dataset == "ptb");
   const datasets::TextCorpus corpus = datasets::load_corpus(data.dir);
   // dist: each rank trains on its columns (streams) of the batch; the others' columns are the rest of it
   TG_CHECK(c.batch >= dist::world_size() && c.eval_batch >= dist::world_size(), "--batch ", c.batch,
@@ -230,7 +232,11 @@ int run(Config c, const CLI::App& app) {
                        {"eval_batch", c.eval_batch},  {"dropout", c.dropout},   {"clip", c.clip},
                        {"tie", c.tie},                {"paper_mode", c.paper},  {"weight_drop", false}};
   ex.steps_per_epoch = datasets::num_segments(train, c.bptt);
-  ex.make_model = [&](Generator& init) -> nn::Module& { return model.emplace(lm, init); };
+  ex.make_model = [&](Generator& init) -> nn::Module& {
+    model.emplace(lm, init);  // on the CPU: the same weights on every device
+    model->to(dev);
+    return *model;
+  };
   ex.begin_epoch = [&](int64_t epoch) {
     state = {};  // the hidden state starts from zeros every epoch
     // dist: on several ranks each draws its own masks (rank in the seed): the same kind of training, not the
@@ -240,13 +246,13 @@ int run(Config c, const CLI::App& app) {
   };
   ex.step = [&](int64_t, int64_t b) {
     const datasets::Segment s = datasets::segment(train, b, c.bptt);
-    const models::LMOutput out = (*model)(s.input, state);
+    const models::LMOutput out = (*model)(s.input.to(dev), state);
     state = {out.state.h.detach(), out.state.c.detach()};
-    return StepResult{cross_entropy(out.logits, s.target), s.target.numel(), -1};
+    return StepResult{cross_entropy(out.logits, s.target.to(dev)), s.target.numel(), -1};
   };
   ex.before_update = [&] { nn::clip_grad_norm(model->parameters(), c.clip); };
   ex.evaluate = [&] {
-    const double v = evaluate_text(*model, valid, c.bptt), t = evaluate_text(*model, test, c.bptt);
+    const double v = evaluate_text(*model, valid, c.bptt, dev), t = evaluate_text(*model, test, c.bptt, dev);
     return json{{"valid_loss", v}, {"valid_ppl", std::exp(v)}, {"test_loss", t}, {"test_ppl", std::exp(t)}};
   };
   ex.decorate = [](json& line) { line["train_ppl"] = std::exp(line["train_loss"].get<double>()); };
@@ -299,5 +305,6 @@ int main(int argc, char** argv) {
                  "use only the first N training tokens (0: all; --paper: all): the CPU default's budget")
       ->capture_default_str();
   app.add_option("--eval-tokens", c.eval_tokens, "use only the first N validation and test tokens (0: all)");
+  add_device_flags(app, c);
   return main_of("ptb", app, argc, argv, [&] { return run(c, app); });
 }

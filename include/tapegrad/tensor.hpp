@@ -42,6 +42,13 @@ bool allow_tf32();
 // cuDNN: only deterministic algorithms (bit-identical GPU runs, exact resume); the CPU always is.
 void set_deterministic(bool on);
 bool deterministic();
+// The CUDA caching allocator's bytes handed out to tensors: now, and at most since the last reset_peak_memory
+// (benchmarks: peak GPU memory). 0 on other devices.
+struct MemoryUse {
+  size_t in_use = 0, peak = 0;
+};
+MemoryUse memory_use(Device d);
+void reset_peak_memory(Device d);
 
 // What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
 // zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.

@@ -63,6 +63,7 @@ class Allocator {
       list.pop_back();
       cached_ -= b;
       in_use_ += b;
+      peak_ = std::max(peak_, in_use_);
       return p;
     }
     require_device("cuda allocation");
@@ -79,6 +80,7 @@ class Allocator {
       }
     }
     in_use_ += b;
+    peak_ = std::max(peak_, in_use_);
     return p;
   }
   void put(void* p, size_t bytes) {
@@ -90,7 +92,11 @@ class Allocator {
   }
   MemoryStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
-    return {in_use_, cached_};
+    return {in_use_, cached_, peak_};
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_ = in_use_;
   }
 
  private:
@@ -104,7 +110,7 @@ class Allocator {
   }
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
-  size_t in_use_ = 0, cached_ = 0;
+  size_t in_use_ = 0, cached_ = 0, peak_ = 0;
 };
 
 Allocator& allocator() {
@@ -166,6 +172,7 @@ Staging& staging() {
 void* allocate(size_t bytes) { return allocator().get(bytes); }
 void release(void* p, size_t bytes) { allocator().put(p, bytes); }
 MemoryStats memory_stats() { return allocator().stats(); }
+void reset_peak() { allocator().reset_peak(); }
 
 void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   if (bytes == 0) return;

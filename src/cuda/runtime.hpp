@@ -20,10 +20,12 @@ void release(void* p, size_t bytes);
 void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
 // Waits for everything queued on the stream.
 void synchronize();
-// The allocator's counters (tests, out-of-memory messages): bytes handed out and bytes cached for reuse.
+// The allocator's counters (tests, out-of-memory messages, benchmarks): bytes handed out, bytes cached for
+// reuse, and the most bytes handed out at once since the start or reset_peak().
 struct MemoryStats {
-  size_t in_use = 0, cached = 0;
+  size_t in_use = 0, cached = 0, peak = 0;
 };
 MemoryStats memory_stats();
+void reset_peak();  // the peak starts again from what is in use now
 
 }  // namespace tapegrad::cuda

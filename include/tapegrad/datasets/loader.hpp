@@ -99,6 +99,9 @@ struct LoaderOptions {
   // random_permutation(N, seed, e) under data parallelism. Each index in [0, N); repeats are allowed.
   std::function<std::vector<int64_t>(int64_t epoch)> sampler = {};
   bool prefetch = false;  // assemble batch b + 1 on a background thread while batch b is used
+  // Where batches are delivered: made on the host, then copied (x and y) to this device; with prefetch the
+  // copy is made on the background thread too (CUDA: through pinned staging, asynchronously on the stream).
+  Device device = Device::CPU;
   int rank = 0, world_size = 1;  // batch(b) is this rank's slice of the global batch b (of batch_size)
 };
 
