@@ -24,11 +24,16 @@ std::vector<float> random_floats(size_t n, tapegrad::Generator& gen) {
   return v;
 }
 
-// The kernels of the levels this CPU runs.
+// The kernels of the levels this CPU runs (none but x86-64's).
 std::vector<isa::Table> runnable() {
   std::vector<isa::Table> out;
+#if defined(__x86_64__)
   if (isa::supported(isa::Level::Avx512)) out.push_back(isa::avx512_table());
   if (isa::supported(isa::Level::Avx2)) out.push_back(isa::avx2_table());
+#else
+  CHECK_FALSE(isa::supported(isa::Level::Avx2));  // no x86 level off x86-64
+  CHECK_FALSE(isa::supported(isa::Level::Avx512));
+#endif
   return out;
 }
 
