@@ -21,9 +21,12 @@ TG_AARCH64_PACKAGES=(g++-aarch64-linux-gnu zlib1g-dev:arm64 qemu-user cmake ccac
 tg_log() { printf '%s\n' "$*" >&2; }
 tg_die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
 
-# True when the Debian package is installed.
+# True when the Debian package is installed: for this machine's architecture (or all), or for the one named
+# (zlib1g-dev:arm64). With a second architecture dpkg-query lists an unqualified name once per architecture.
 tg_have_package() {
-  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+  local arch
+  case "$1" in *:*) arch=${1##*:} ;; *) arch="$(dpkg --print-architecture)|all" ;; esac
+  dpkg-query -W -f='${Architecture} ${Status}\n' "$1" 2>/dev/null | grep -qE "^($arch) install ok installed$"
 }
 
 # Installs the packages that are not installed yet (apt-get only when something is missing).
