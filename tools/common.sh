@@ -14,13 +14,19 @@ TG_BUILD_PACKAGES=(meson ninja-build g++ libeigen3-dev doctest-dev pkg-config nl
 # What the tests need besides: cmake (a user's CMake build against the installed library), qemu-user (the
 # default build on an emulated CPU without AVX-512), doxygen (the API reference builds without warnings).
 TG_TEST_PACKAGES=(cmake qemu-user doxygen)
+# The aarch64 cross build (tools/test --aarch64, tools/cross/aarch64-linux-gnu.ini): the cross compiler with its
+# libstdc++ and libgomp, zlib for arm64 (multiarch), qemu-aarch64 to run the tests, cmake to find doctest.
+TG_AARCH64_PACKAGES=(g++-aarch64-linux-gnu zlib1g-dev:arm64 qemu-user cmake ccache)
 
 tg_log() { printf '%s\n' "$*" >&2; }
 tg_die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
 
-# True when the Debian package is installed.
+# True when the Debian package is installed: for this machine's architecture (or all), or for the one named
+# (zlib1g-dev:arm64). With a second architecture dpkg-query lists an unqualified name once per architecture.
 tg_have_package() {
-  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+  local arch
+  case "$1" in *:*) arch=${1##*:} ;; *) arch="$(dpkg --print-architecture)|all" ;; esac
+  dpkg-query -W -f='${Architecture} ${Status}\n' "$1" 2>/dev/null | grep -qE "^($arch) install ok installed$"
 }
 
 # Installs the packages that are not installed yet (apt-get only when something is missing).
@@ -42,6 +48,17 @@ tg_need_packages() {
 }
 
 tg_install_build_deps() { tg_need_packages "${TG_BUILD_PACKAGES[@]}"; }
+
+# The aarch64 packages: zlib1g-dev:arm64 needs dpkg to know the arm64 architecture first (apt-get update follows).
+tg_install_aarch64_deps() {
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    tg_log "adding the arm64 architecture to dpkg (for zlib1g-dev:arm64)"
+    "${sudo[@]}" dpkg --add-architecture arm64 || tg_die "dpkg --add-architecture arm64 failed"
+  fi
+  tg_need_packages "${TG_AARCH64_PACKAGES[@]}"
+}
 
 # Configures $TG_BUILD once (ninja re-runs meson by itself when a meson.build changes). Extra arguments go
 # to `meson setup` on the first configure only.

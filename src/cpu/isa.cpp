@@ -13,6 +13,7 @@ namespace tapegrad::cpu::isa {
 
 // __builtin_cpu_supports also checks that the operating system saves the AVX state.
 bool supported(Level level) {
+#if defined(__x86_64__)
   __builtin_cpu_init();  // may run before the constructors that would call it
   switch (level) {
     case Level::Avx512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
@@ -21,6 +22,9 @@ bool supported(Level level) {
     case Level::Baseline: return true;
   }
   return false;
+#else
+  return level == Level::Baseline;  // no x86 level was compiled (meson.build): Eigen's own paths (NEON on aarch64)
+#endif
 }
 
 namespace {
@@ -34,16 +38,26 @@ void fit(Kernel& k) {
   k.mc = std::max(k.mr, std::min(k.mc, rows / k.mr * k.mr));
 }
 
+#if !defined(__x86_64__)
+#if defined(__aarch64__)
+constexpr const char* kMachine = "aarch64";
+#else
+constexpr const char* kMachine = "a machine that is not x86-64";
+#endif
+#endif
+
 const char* name(Level level) {
   return level == Level::Avx512 ? "avx512" : level == Level::Avx2 ? "avx2" : "baseline";
 }
 
 // The table of a level this CPU supports (the per-level functions are themselves compiled for their level:
 // never call one the CPU lacks).
-Table make(Level level) {
+Table make([[maybe_unused]] Level level) {  // unused off x86-64
   Table t;  // baseline: no micro-kernel
+#if defined(__x86_64__)
   if (level == Level::Avx512) t = avx512_table();
   if (level == Level::Avx2) t = avx2_table();
+#endif
   if (t.gemm.micro) fit(t.gemm);
   return t;
 }
@@ -62,8 +76,13 @@ Table choose() {
     if (supported(l)) have += std::string(have.empty() ? "" : ", ") + name(l);
   for (Level l : levels) {
     if (want != name(l)) continue;
+#if defined(__x86_64__)
     TG_CHECK(supported(l), "TG_CPU_ISA=", want, ": this CPU lacks ",
              l == Level::Avx512 ? "AVX-512F" : "AVX2 with FMA", " (levels it supports: ", have, ")");
+#else
+    TG_CHECK(supported(l), "TG_CPU_ISA=", want, ": an x86-64 level, and this library is built for ", kMachine,
+             " (levels it supports: ", have, ")");
+#endif
     return make(l);
   }
   TG_FAIL("TG_CPU_ISA=", want, ": unknown level (expected avx512, avx2 or baseline; this CPU supports ", have, ")");

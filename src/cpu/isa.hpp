@@ -7,7 +7,8 @@
 // baseline level has no micro-kernel: products go to Eigen. The f32 row kernels of exp, softmax and the LSTM's
 // gates (vmath.inc) are compiled per level the same way. Those translation units include nothing but
 // <immintrin.h> and this header, so that no inline function of Eigen or std compiled with AVX-512 can be
-// picked by the linker for a baseline caller (tests/isa/check_objects.sh proves it on the objects).
+// picked by the linker for a baseline caller (tests/isa/check_objects.sh proves it on the objects). Elsewhere
+// than x86-64 (aarch64: tools/cross) no level is compiled and baseline, Eigen with its NEON paths, is the only one.
 #pragma once
 
 #include <cstdint>
@@ -75,8 +76,10 @@ bool supported(Level level);
 inline const Math& math() { return table().math; }
 
 // The tables compiled per level (micro_avx512.cpp, micro_avx2.cpp), before the blocking is fitted to the caches.
-// Compiled for their level themselves: call one only when supported() says the CPU has it.
+// Compiled for their level themselves: call one only when supported() says the CPU has it. x86-64 only.
+#if defined(__x86_64__)
 Table avx512_table();
 Table avx2_table();
+#endif
 
 }  // namespace tapegrad::cpu::isa
