@@ -39,6 +39,12 @@ void synchronize(Device d);                     // waits for d's queued work (CU
 // CUDA f32 matrix products are exact FP32 unless TF32 tensor cores (about 1e-3 relative) are allowed.
 void set_allow_tf32(bool on);
 bool allow_tf32();
+// The CPU's algorithm for f32 3x3 stride-1 convolutions: Winograd's F(4x4, 3x3) (about 4x fewer multiplications,
+// errors about 10x those of the direct products) where it measured faster (Auto), nowhere (Direct) or wherever it
+// applies (Winograd). Initially from TG_CONV (auto | direct | winograd; unset: auto).
+enum class ConvAlgorithm { Auto, Direct, Winograd };
+void set_conv_algorithm(ConvAlgorithm a);
+ConvAlgorithm conv_algorithm();  // throws for an unknown TG_CONV when no set_conv_algorithm came first
 
 // What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
 // zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.

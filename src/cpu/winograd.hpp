@@ -1,0 +1,18 @@
+// Winograd's F(4x4, 3x3) for the CPU twin's 3x3 stride-1 convolutions in f32 (src/cpu/winograd.cpp); the other
+// convolutions, f64 and the baseline level run src/cpu/conv.cpp's im2col products.
+#pragma once
+
+#include "../backend.hpp"
+
+namespace tapegrad::cpu {
+
+// True when a f32 convolution of this geometry runs winograd_forward: 3x3, stride 1, a level with Winograd's
+// transforms (AVX2, AVX-512), and TG_CONV (read once: direct | winograd | auto, default auto; auto: where
+// it measured faster, see winograd.cpp). Throws tapegrad::Error for another TG_CONV.
+bool use_winograd(const backend::Window2d& g);
+
+// y [N, K, P, Q] = the convolution of x [N, C, H, W] with w [K, C, 3, 3] (+ bias [K] when not nullptr), stride 1,
+// padding g.pad_h, g.pad_w, as conv2d_forward.
+void winograd_forward(const float* x, const float* w, const float* bias, const backend::Window2d& g, float* y);
+
+}  // namespace tapegrad::cpu
