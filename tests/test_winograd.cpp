@@ -49,18 +49,20 @@ std::pair<Tensor, Tensor> run(tg::ConvAlgorithm a, const Tensor& x, const Tensor
 
 }  // namespace
 
-// Measured (AVX-512, these shapes, batch 1, N(0, 1) data): forward max error / rms 2e-6 (direct f32: 4e-7), data
-// gradient 2e-6 (4e-7). The bound 2e-5 leaves 10x for other data and levels; a wrong transform matrix gives
-// errors of the order of 1.
-TEST_CASE("winograd f32 error against f64 on ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
+// Measured (AVX-512 and AVX2, these shapes, batch 2, N(0, 1) data, weights scaled to keep outputs O(1)): max error
+// / rms of the f64 outputs 2.0e-5 to 2.4e-5 forward and 3.0e-5 to 4.5e-5 for the data gradient, against 0.8e-6
+// to 1.5e-6 for the direct f32 products (F(4x4, 3x3)'s transforms multiply by up to 8 and 5: about 20-30x the
+// direct error, as reported for it elsewhere). The bound 2e-4 leaves 4x; a wrong transform matrix gives errors
+// of the order of 1.
+TEST_CASE("winograd f32 error against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
   tg::Generator g(16);
   struct C { int64_t c, side; };
-  for (const C& c : {C{64, 56}, C{128, 28}, C{256, 14}, C{512, 7}}) {
+  for (const C& c : {C{64, 32}, C{128, 16}, C{256, 8}, C{512, 4}}) {
     CAPTURE(c.c);
-    Tensor x = tg::randn({1, c.c, c.side, c.side}, g, tg::DType::F64);
+    Tensor x = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
     Tensor w = tg::randn({c.c, c.c, 3, 3}, g, tg::DType::F64) * (1.0 / std::sqrt(9.0 * c.c));
     Tensor b = tg::randn({c.c}, g, tg::DType::F64);
-    Tensor gy = tg::randn({1, c.c, c.side, c.side}, g, tg::DType::F64);
+    Tensor gy = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
     auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, 1, gy);
     Tensor x32 = x.to(tg::DType::F32), w32 = w.to(tg::DType::F32), b32 = b.to(tg::DType::F32);
     auto [yd, gxd] = run(tg::ConvAlgorithm::Direct, x32, w32, b32, 1, gy);
@@ -71,8 +73,8 @@ TEST_CASE("winograd f32 error against f64 on ResNet-34's 3x3 stride-1 shapes, be
                 "%.1e winograd %.1e\n",
                 static_cast<long long>(c.c), static_cast<long long>(c.c), static_cast<long long>(c.side), fd, fw, bd,
                 bw);
-    CHECK(fw < 2e-5);
-    CHECK(bw < 2e-5);
+    CHECK(fw < 2e-4);
+    CHECK(bw < 2e-4);
     CHECK(fd < 2e-5);
     CHECK(bd < 2e-5);
     if (has_winograd()) CHECK(yw.to_vector() != yd.to_vector());  // Winograd did run
@@ -97,7 +99,7 @@ TEST_CASE("winograd f32 forward and data gradient on odd shapes agree with f64")
     auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
     auto [y32, gx32] = run(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
                            c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
-    CHECK(max_error(y32, y64) < 2e-5);
-    CHECK(max_error(gx32, gx64) < 2e-5);
+    CHECK(max_error(y32, y64) < 2e-4);
+    CHECK(max_error(gx32, gx64) < 2e-4);
   }
 }
