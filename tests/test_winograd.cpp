@@ -103,3 +103,17 @@ TEST_CASE("winograd f32 forward and data gradient on odd shapes agree with f64")
     CHECK(max_error(gx32, gx64) < 2e-4);
   }
 }
+
+// Each tile's products run the same depth blocks whatever the chunks: results do not depend on the thread count.
+TEST_CASE("winograd f32 with two threads equals one thread") {
+  AlgorithmGuard guard(tg::ConvAlgorithm::Winograd);
+  tg::Generator g(18);
+  Tensor x = tg::randn({3, 64, 4, 4}, g), w = tg::randn({64, 64, 3, 3}, g);
+  const int before = tg::num_threads();
+  tg::set_num_threads(1);
+  auto one = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(2);
+  auto two = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(before);
+  CHECK(one == two);
+}

@@ -7,8 +7,9 @@
 namespace tapegrad::cpu {
 
 // True when a f32 convolution of this geometry runs winograd_forward: 3x3, stride 1, a level with Winograd's
-// transforms (AVX2, AVX-512), and TG_CONV (read once: direct | winograd | auto, default auto; auto: where
-// it measured faster, see winograd.cpp). Throws tapegrad::Error for another TG_CONV.
+// transforms (AVX2, AVX-512), and conv_algorithm() (tensor.hpp; TG_CONV) Winograd, or Auto and a geometry where
+// it measured faster (64 channels and more in and out, planes of 4x4 and more: see winograd.cpp). Throws
+// tapegrad::Error for an unknown TG_CONV.
 bool use_winograd(const backend::Window2d& g);
 
 // y [N, K, P, Q] = the convolution of x [N, C, H, W] with w [K, C, 3, 3] (+ bias [K] when not nullptr), stride 1,
