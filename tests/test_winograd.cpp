@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "tapegrad/tapegrad.hpp"
@@ -116,4 +117,13 @@ TEST_CASE("winograd f32 with two threads equals one thread") {
   auto two = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
   tg::set_num_threads(before);
   CHECK(one == two);
+}
+
+// Run by tests/meson.build with TG_CONV=fast: the first conv_algorithm() and every later one throw, naming it.
+TEST_CASE("an unknown TG_CONV is an error that names it" * doctest::skip(std::getenv("TG_EXPECT_CONV_ERROR") == nullptr)) {
+  CHECK_THROWS_WITH_AS(tg::conv_algorithm(), doctest::Contains("TG_CONV=fast: unknown convolution algorithm"),
+                       tg::Error);
+  CHECK_THROWS_AS(tg::conv_algorithm(), tg::Error);
+  tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);  // a choice in code replaces the variable
+  CHECK(tg::conv_algorithm() == tg::ConvAlgorithm::Direct);
 }

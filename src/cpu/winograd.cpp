@@ -105,10 +105,11 @@ bool use_winograd(const backend::Window2d& g) {
     case ConvAlgorithm::Winograd: return true;
     case ConvAlgorithm::Auto: break;
   }
-  // Measured (bench_cnn --layers, 2 threads, AVX-512 and AVX2): ResNet-34's 64 to 512 channels on 32x32 to 4x4
-  // planes 1.3x to 2.8x faster forward; ResNet-20's 16 and 32 channels 0.7x to 0.9x (the transforms outweigh the
-  // short products); 64 channels 2.2x.
-  return g.C >= 64 && g.K >= 64 && g.P >= 4 && g.Q >= 4;
+  // Measured (bench_cnn --layers, 2 threads, AVX-512 and AVX2, shared machine): forward 1.3x to 2.8x faster on
+  // ResNet-34's 64 to 256 channels on 32x32 to 8x8 planes, and on ResNet-20's 64 channels on 8x8; 0.7x to 1x on
+  // its 16 and 32 channels (the transforms outweigh the short products) and on 512 channels on 4x4 planes (32
+  // tiles at batch 32 do not pay for transforming and packing 36 filter matrices of 512 x 512).
+  return g.C >= 64 && g.K >= 64 && g.P >= 8 && g.Q >= 8;
 }
 
 void winograd_forward(const float* x, const float* w, const float* bias, const backend::Window2d& g, float* y) {

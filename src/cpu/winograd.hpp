@@ -8,7 +8,7 @@ namespace tapegrad::cpu {
 
 // True when a f32 convolution of this geometry runs winograd_forward: 3x3, stride 1, a level with Winograd's
 // transforms (AVX2, AVX-512), and conv_algorithm() (tensor.hpp; TG_CONV) Winograd, or Auto and a geometry where
-// it measured faster (64 channels and more in and out, planes of 4x4 and more: see winograd.cpp). Throws
+// it measured faster (64 channels and more in and out, planes of 8x8 and more: see winograd.cpp). Throws
 // tapegrad::Error for an unknown TG_CONV.
 bool use_winograd(const backend::Window2d& g);
 
