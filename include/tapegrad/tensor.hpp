@@ -49,6 +49,12 @@ struct MemoryUse {
 };
 MemoryUse memory_use(Device d);
 void reset_peak_memory(Device d);
+// The CPU's algorithm for f32 3x3 stride-1 convolutions: Winograd's F(4x4, 3x3) (about 4x fewer multiplications,
+// errors about 10x those of the direct products) where it measured faster (Auto), nowhere (Direct) or wherever it
+// applies (Winograd). Initially from TG_CONV (auto | direct | winograd; unset: auto).
+enum class ConvAlgorithm { Auto, Direct, Winograd };
+void set_conv_algorithm(ConvAlgorithm a);
+ConvAlgorithm conv_algorithm();  // throws for an unknown TG_CONV when no set_conv_algorithm came first
 
 // What a factory makes: a dtype and a device. Converts from either, so that zeros(s), zeros(s, DType::F64),
 // zeros(s, Device::CUDA) and zeros(s, {DType::F64, Device::CUDA}) all read as they should.

@@ -56,6 +56,16 @@ struct Math {
                              float* dc, float* d, int64_t n) = nullptr;
 };
 
+// The elementwise transforms of Winograd's F(4x4, 3x3) convolution (src/cpu/winograd.cpp), on 16 tiles at once, tile
+// l in lane l of rows of 16 floats (6x6 = 36 transformed points xi): the input tile d [36][16] to v[xi vs + l]
+// = (B^T d B)[xi]; the filter g [9][16] to u[xi us + l] = (G g G^T)[xi]; the products m[xi ms + l] to the outputs
+// y [16][16] = A^T m A. All nullptr at the baseline level (no micro-kernel for the products either).
+struct Winograd {
+  void (*input)(const float* d, float* v, int64_t vs) = nullptr;
+  void (*filter)(const float* g, float* u, int64_t us) = nullptr;
+  void (*output)(const float* m, int64_t ms, float* y) = nullptr;
+};
+
 // One level's kernels: sgemm's general one (A packed on every call: linear layers, the LSTM), and its packed-A
 // one (A packed once for many products: the weights of a convolution times each chunk's column buffer).
 struct Table {
@@ -63,6 +73,7 @@ struct Table {
   const char* name = "baseline";
   Kernel gemm, packed;
   Math math;
+  Winograd winograd;
 };
 
 // The table of the level in use, chosen on the first call (throws tapegrad::Error for a TG_CPU_ISA that is

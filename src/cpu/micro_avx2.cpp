@@ -54,6 +54,7 @@ struct V {
 
 #include "micro.inc"
 #include "vmath.inc"
+#include "winograd.inc"
 
 namespace tapegrad::cpu::isa {
 Table avx2_table() {
@@ -63,6 +64,7 @@ Table avx2_table() {
   t.gemm = {micro<6>, pack<6>, 6, 16, 256, 198};
   t.packed = {micro<6>, pack<6>, 6, 16, 160, 0};
   t.math = level_math();
+  t.winograd = level_winograd();
   return t;
 }
 }  // namespace tapegrad::cpu::isa

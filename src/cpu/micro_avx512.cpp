@@ -64,6 +64,7 @@ struct V {
 
 #include "micro.inc"
 #include "vmath.inc"
+#include "winograd.inc"
 
 namespace tapegrad::cpu::isa {
 Table avx512_table() {
@@ -73,6 +74,7 @@ Table avx512_table() {
   t.gemm = {micro<10>, pack<10>, 10, 32, 384, 200};
   t.packed = {micro<8>, pack<8>, 8, 32, 160, 0};
   t.math = level_math();
+  t.winograd = level_winograd();
   return t;
 }
 }  // namespace tapegrad::cpu::isa

@@ -5,7 +5,7 @@
 # Usage: test_levels.sh TESTS_DIR
 set -uo pipefail
 dir=$1
-suites=(isa gemm conv rnn grad optim)
+suites=(isa gemm conv winograd rnn grad optim)
 export OMP_WAIT_POLICY=passive
 fail=0
 flags=$(grep -m1 '^flags' /proc/cpuinfo)

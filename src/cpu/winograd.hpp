@@ -1,0 +1,19 @@
+// Winograd's F(4x4, 3x3) for the CPU twin's 3x3 stride-1 convolutions in f32 (src/cpu/winograd.cpp); the other
+// convolutions, f64 and the baseline level run src/cpu/conv.cpp's im2col products.
+#pragma once
+
+#include "../backend.hpp"
+
+namespace tapegrad::cpu {
+
+// True when a f32 convolution of this geometry runs winograd_forward: 3x3, stride 1, a level with Winograd's
+// transforms (AVX2, AVX-512), and conv_algorithm() (tensor.hpp; TG_CONV) Winograd, or Auto and a geometry where
+// it measured faster (64 channels and more in and out, planes of 8x8 and more: see winograd.cpp). Throws
+// tapegrad::Error for an unknown TG_CONV.
+bool use_winograd(const backend::Window2d& g);
+
+// y [N, K, P, Q] = the convolution of x [N, C, H, W] with w [K, C, 3, 3] (+ bias [K] when not nullptr), stride 1,
+// padding g.pad_h, g.pad_w, as conv2d_forward.
+void winograd_forward(const float* x, const float* w, const float* bias, const backend::Window2d& g, float* y);
+
+}  // namespace tapegrad::cpu

@@ -1,0 +1,129 @@
+// Winograd's F(4x4, 3x3) for f32 3x3 stride-1 convolutions (src/cpu/winograd.cpp): its error against the f64
+// definition beside the direct f32 products' on ResNet-34's shapes, and forward and data gradient on odd shapes.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tapegrad/tapegrad.hpp"
+
+namespace tg = tapegrad;
+using tg::Shape;
+using tg::Tensor;
+
+namespace {
+
+// Sets the convolution algorithm for a scope.
+struct AlgorithmGuard {
+  tg::ConvAlgorithm before = tg::conv_algorithm();
+  explicit AlgorithmGuard(tg::ConvAlgorithm a) { tg::set_conv_algorithm(a); }
+  ~AlgorithmGuard() { tg::set_conv_algorithm(before); }
+};
+
+// Winograd runs at the levels with a micro-kernel (else every algorithm is the direct one).
+bool has_winograd() { return std::string(tg::cpu_isa()) != "baseline"; }
+
+// max |a - ref| / rms(ref): the largest error in units of the outputs' typical size.
+double max_error(const Tensor& a, const Tensor& ref) {
+  auto va = a.to(tg::DType::F64).to_vector(), vr = ref.to_vector();
+  REQUIRE(va.size() == vr.size());
+  double worst = 0, sq = 0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    worst = std::max(worst, std::abs(va[i] - vr[i]));
+    sq += vr[i] * vr[i];
+  }
+  return worst / std::sqrt(sq / static_cast<double>(vr.size()));
+}
+
+// The output and the data gradient (for gy) of a convolution with the given algorithm, in x's dtype.
+std::pair<Tensor, Tensor> run(tg::ConvAlgorithm a, const Tensor& x, const Tensor& w, const Tensor& b, int64_t pad,
+                              const Tensor& gy) {
+  AlgorithmGuard guard(a);
+  Tensor xi = x.detach().requires_grad_(true);
+  Tensor y = tg::conv2d(xi, w, b, 1, pad);
+  y.backward(gy.to(x.dtype()));
+  return {y.detach(), xi.grad()};
+}
+
+}  // namespace
+
+// Measured (AVX-512 and AVX2, these shapes, batch 2, N(0, 1) data, weights scaled to keep outputs O(1)): max error
+// / rms of the f64 outputs 2.0e-5 to 2.4e-5 forward and 3.0e-5 to 4.5e-5 for the data gradient, against 0.8e-6
+// to 1.5e-6 for the direct f32 products (F(4x4, 3x3)'s transforms multiply by up to 8 and 5: about 20-30x the
+// direct error, as reported for it elsewhere). The bound 2e-4 leaves 4x; a wrong transform matrix gives errors
+// of the order of 1.
+TEST_CASE("winograd f32 error against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
+  tg::Generator g(16);
+  struct C { int64_t c, side; };
+  for (const C& c : {C{64, 32}, C{128, 16}, C{256, 8}, C{512, 4}}) {
+    CAPTURE(c.c);
+    Tensor x = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
+    Tensor w = tg::randn({c.c, c.c, 3, 3}, g, tg::DType::F64) * (1.0 / std::sqrt(9.0 * c.c));
+    Tensor b = tg::randn({c.c}, g, tg::DType::F64);
+    Tensor gy = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
+    auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, 1, gy);
+    Tensor x32 = x.to(tg::DType::F32), w32 = w.to(tg::DType::F32), b32 = b.to(tg::DType::F32);
+    auto [yd, gxd] = run(tg::ConvAlgorithm::Direct, x32, w32, b32, 1, gy);
+    auto [yw, gxw] = run(tg::ConvAlgorithm::Winograd, x32, w32, b32, 1, gy);
+    const double fd = max_error(yd, y64), fw = max_error(yw, y64), bd = max_error(gxd, gx64),
+                 bw = max_error(gxw, gx64);
+    std::printf("  %4lldx%-4lld %3lldpx: max error / rms: forward direct %.1e winograd %.1e, data gradient direct "
+                "%.1e winograd %.1e\n",
+                static_cast<long long>(c.c), static_cast<long long>(c.c), static_cast<long long>(c.side), fd, fw, bd,
+                bw);
+    CHECK(fw < 2e-4);
+    CHECK(bw < 2e-4);
+    CHECK(fd < 2e-5);
+    CHECK(bd < 2e-5);
+    if (has_winograd()) CHECK(yw.to_vector() != yd.to_vector());  // Winograd did run
+  }
+}
+
+// Odd sizes: planes that are not multiples of the 4x4 tiles (and smaller than one), batch 1, channel counts
+// that are not multiples of the lanes or the kernel's rows, padding 0 to 2, with and without bias.
+TEST_CASE("winograd f32 forward and data gradient on odd shapes agree with f64") {
+  tg::Generator g(17);
+  struct C { Shape x; int64_t k, pad; bool bias; };
+  for (const C& c : {C{{1, 3, 5, 7}, 5, 1, true}, C{{2, 17, 9, 11}, 19, 1, false}, C{{1, 8, 13, 6}, 33, 0, true},
+                     C{{3, 5, 6, 6}, 7, 2, true}, C{{2, 4, 1, 1}, 3, 1, false}, C{{1, 1, 3, 3}, 1, 0, true},
+                     C{{5, 24, 7, 10}, 40, 1, true}}) {
+    CAPTURE(c.x);
+    CAPTURE(c.k);
+    CAPTURE(c.pad);
+    Tensor x = tg::randn(c.x, g, tg::DType::F64), w = tg::randn({c.k, c.x[1], 3, 3}, g, tg::DType::F64);
+    Tensor b = c.bias ? tg::randn({c.k}, g, tg::DType::F64) : Tensor();
+    const int64_t p = c.x[2] + 2 * c.pad - 2, q = c.x[3] + 2 * c.pad - 2;
+    Tensor gy = tg::randn({c.x[0], c.k, p, q}, g, tg::DType::F64);
+    auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
+    auto [y32, gx32] = run(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
+                           c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
+    CHECK(max_error(y32, y64) < 2e-4);
+    CHECK(max_error(gx32, gx64) < 2e-4);
+  }
+}
+
+// Each tile's products run the same depth blocks whatever the chunks: results do not depend on the thread count.
+TEST_CASE("winograd f32 with two threads equals one thread") {
+  AlgorithmGuard guard(tg::ConvAlgorithm::Winograd);
+  tg::Generator g(18);
+  Tensor x = tg::randn({3, 64, 4, 4}, g), w = tg::randn({64, 64, 3, 3}, g);
+  const int before = tg::num_threads();
+  tg::set_num_threads(1);
+  auto one = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(2);
+  auto two = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  tg::set_num_threads(before);
+  CHECK(one == two);
+}
+
+// Run by tests/meson.build with TG_CONV=fast: the first conv_algorithm() and every later one throw, naming it.
+TEST_CASE("an unknown TG_CONV is an error that names it" * doctest::skip(std::getenv("TG_EXPECT_CONV_ERROR") == nullptr)) {
+  CHECK_THROWS_WITH_AS(tg::conv_algorithm(), doctest::Contains("TG_CONV=fast: unknown convolution algorithm"),
+                       tg::Error);
+  CHECK_THROWS_AS(tg::conv_algorithm(), tg::Error);
+  tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);  // a choice in code replaces the variable
+  CHECK(tg::conv_algorithm() == tg::ConvAlgorithm::Direct);
+}
