@@ -98,7 +98,7 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
     tg::Tensor gy = tg::randn({batch, k, side, side}, gen);
     tg::nn::BatchNorm2d bn(k);
     double secs[2] = {0, 0};
-    for (int fuse : {1, 0}) {
+    for (int fuse : {0, 1}) {
       auto step = [&] {
         tg::nn::BatchNorm2d::fuse = fuse;
         x.zero_grad();
@@ -118,10 +118,11 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
                     std::to_string(secs[1] * 1e3) + " ms, apart " + std::to_string(secs[0] * 1e3) +
                     " ms (forward + backward)");
   }
-  bench::progress(model + " all convolutions, b" + std::to_string(batch) + ": forward " +
-                  std::to_string(int(flop_fwd / 1e9 / total_fwd)) + " GFLOP/s, forward+backward " +
-                  std::to_string(int(3 * flop_fwd / 1e9 / total_train)) + " GFLOP/s (" +
-                  std::to_string(total_train) + " s per step in convolutions)");
+  if (total_train > 0)
+    bench::progress(model + " all convolutions, b" + std::to_string(batch) + ": forward " +
+                    std::to_string(int(flop_fwd / 1e9 / total_fwd)) + " GFLOP/s, forward+backward " +
+                    std::to_string(int(3 * flop_fwd / 1e9 / total_train)) + " GFLOP/s (" +
+                    std::to_string(total_train) + " s per step in convolutions)");
   return results;
 }
 
