@@ -502,9 +502,9 @@ void bn_forward_inference(const Tensor& x, const Tensor& weight, const Tensor& b
 
 // xhat = (x - mean) invstd;  gbias = sum g;  gweight = sum g xhat;
 // training: gx = weight invstd (g - gbias / M - xhat gweight / M);  evaluation: gx = weight invstd g.
-// Relu: g = gy where y > 0, else 0, recomputed in both passes from gy and y (never stored), and written to
-// gresidual when that is defined. (gy is loaded before the select: a load under the condition keeps gcc from
-// vectorising, 5x slower.)
+// Relu: g = gy where y > 0, else 0, formed in the first pass and kept in gresidual (its value) or else in gx,
+// which the second pass then reads in place of gy and y. (gy is loaded before the select: a load under the
+// condition keeps gcc from vectorising, 5x slower.)
 template <class T, bool Relu>
 void bn_backward(const Tensor& gy, const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& mean,
                  const Tensor& invstd, bool batch_stats, Tensor& gx, Tensor& gweight, Tensor& gbias,
@@ -520,6 +520,7 @@ void bn_backward(const Tensor& gy, const Tensor& y, const Tensor& x, const Tenso
   T* gw = ptr<T>(gweight);
   T* gb = ptr<T>(gbias);
   T* gr = ptr<T>(gresidual);
+  T* keep = Relu ? (gr ? gr : po) : nullptr;  // where the masked gradient goes
   const int64_t M = s.N * s.inner;
 #pragma omp parallel for schedule(static) if (s.C > 1 && M * s.C >= kGrain)
   for (int64_t c = 0; c < s.C; ++c) {
@@ -531,8 +532,8 @@ void bn_backward(const Tensor& gy, const Tensor& y, const Tensor& x, const Tenso
       const T* p = px + off;
       const T* q = Relu ? py + off : nullptr;
       T part_g = 0, part_gx = 0;
-      if (Relu && gr) {
-        T* r = gr + off;
+      if (Relu && keep) {
+        T* r = keep + off;
 #pragma omp simd reduction(+ : part_g, part_gx)
         for (int64_t i = 0; i < s.inner; ++i) {
           const T gi = g[i], gv = q[i] > T(0) ? gi : T(0);
@@ -560,15 +561,11 @@ void bn_backward(const Tensor& gy, const Tensor& y, const Tensor& x, const Tenso
     const T b = batch_stats ? static_cast<T>(sgx / static_cast<double>(M)) * is : T(0);  // per (x - mean)
     for (int64_t n = 0; n < s.N; ++n) {
       const int64_t off = (n * s.C + c) * s.inner;
-      const T* g = pg + off;
+      const T* g = (Relu ? keep : pg) + off;  // may be o itself: element i is read before it is written
       const T* p = px + off;
-      const T* q = Relu ? py + off : nullptr;
       T* o = po + off;
 #pragma omp simd
-      for (int64_t i = 0; i < s.inner; ++i) {
-        const T gi = g[i], gv = Relu ? (q[i] > T(0) ? gi : T(0)) : gi;
-        o[i] = k * (gv - a - (p[i] - mu) * b);
-      }
+      for (int64_t i = 0; i < s.inner; ++i) o[i] = k * (g[i] - a - (p[i] - mu) * b);
     }
   }
 }
