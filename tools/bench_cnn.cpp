@@ -130,12 +130,13 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
 
 int main(int argc, char** argv) {
   CLI::App app{"tapegrad CNN step benchmark"};
-  int threads = 2, repeats = 3, batch = 128;
+  int threads = 2, repeats = 3, batch = 128, warmup = 2;
   std::vector<std::string> models{"resnet20"};
   std::string layers, only;
   app.add_option("--threads", threads, "OpenMP threads");
   app.add_option("--model", models, "resnet20, resnet34, densenet121");
   app.add_option("--repeats", repeats, "timed blocks");
+  app.add_option("--warmup", warmup, "untimed steps before them (besides the one that sizes the blocks)");
   app.add_option("--batch", batch, "batch size");
   app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34) instead");
   app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\", \"ch_\" for the batch norms)");
@@ -186,7 +187,7 @@ int main(int argc, char** argv) {
                         std::to_string(bench::median(secs[0]) / bench::median(secs[1])));
         continue;
       }
-      auto secs = bench::time_blocks(step, repeats, 2, 0.0);
+      auto secs = bench::time_blocks(step, repeats, warmup, 0.0);
       bench::json r = bench::summarize(id, secs, {{"steps_per_s", 1.0}, {"images_per_s", double(batch)}},
                                        {{"model", name}, {"batch", batch}, {"optim", "sgdm"}});
       r["peak_rss_MiB"] = peak_rss_mib();  // of the process so far: run one model per process to compare
