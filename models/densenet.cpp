@@ -15,8 +15,8 @@ DenseBottleneck::DenseBottleneck(int64_t in_planes, int64_t growth, Generator& g
 }
 
 Tensor DenseBottleneck::forward(const Tensor& x) {
-  Tensor out = conv1->forward(relu(bn1->forward(x)));
-  out = conv2->forward(relu(bn2->forward(out)));
+  Tensor out = conv1->forward(bn1->forward_relu(x));
+  out = conv2->forward(bn2->forward_relu(out));
   return concat({out, x}, 1);
 }
 
@@ -25,7 +25,7 @@ DenseTransition::DenseTransition(int64_t in_planes, int64_t out_planes, Generato
   conv = register_module("conv", std::make_shared<nn::Conv2d>(in_planes, out_planes, 1, 1, 0, false, gen));
 }
 
-Tensor DenseTransition::forward(const Tensor& x) { return avg_pool2d(conv->forward(relu(bn->forward(x))), 2); }
+Tensor DenseTransition::forward(const Tensor& x) { return avg_pool2d(conv->forward(bn->forward_relu(x)), 2); }
 
 DenseNet::DenseNet(const std::vector<int64_t>& blocks, int64_t growth, double reduction, int64_t num_classes,
                    Generator& gen, int64_t in_channels)
@@ -61,7 +61,7 @@ Tensor DenseNet::forward(const Tensor& x) {
     out = dense[s]->forward(out);
     if (s < trans.size()) out = trans[s]->forward(out);
   }
-  out = avg_pool2d(relu(bn->forward(out)), 4);
+  out = avg_pool2d(bn->forward_relu(out), 4);
   return linear->forward(out.reshape({out.size(0), -1}));
 }
 

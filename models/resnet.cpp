@@ -25,8 +25,7 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Shortc
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = relu(bn1->forward(conv1->forward(x)));
-  out = bn2->forward(conv2->forward(out));
+  Tensor out = conv2->forward(bn1->forward_relu(conv1->forward(x)));
   Tensor skip = x;
   if (kind_ == Shortcut::ZeroPad && (stride_ != 1 || in_planes_ != planes_)) {
     // x[:, :, ::stride, ::stride] with planes/4 zero channels on each side (option A).
@@ -36,7 +35,7 @@ Tensor BasicBlock::forward(const Tensor& x) {
   } else {
     skip = shortcut->forward(x);
   }
-  return relu(out + skip);
+  return bn2->forward_relu(out, skip);  // relu(bn2(out) + skip) in one op
 }
 
 ResNet::ResNet(const std::vector<int64_t>& blocks, const std::vector<int64_t>& widths, int64_t stem,
@@ -69,7 +68,7 @@ ResNet::ResNet(const std::vector<int64_t>& blocks, const std::vector<int64_t>& w
 Tensor ResNet::forward(const Tensor& x) {
   TG_CHECK(x.dim() == 4 && x.size(1) == in_channels_, "ResNet: input ", x.shape(), " is not a batch of ",
            in_channels_ == 3 ? "RGB images" : "images", " [N, ", in_channels_, ", H, W]");
-  Tensor out = relu(bn1->forward(conv1->forward(x)));
+  Tensor out = bn1->forward_relu(conv1->forward(x));
   for (auto& l : layers) out = l->forward(out);
   out = pool_ ? avg_pool2d(out, pool_) : avg_pool2d(out, out.size(3));
   return linear->forward(out.reshape({out.size(0), -1}));

@@ -134,6 +134,24 @@ void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& weight
                          const Tensor& invstd, bool batch_stats, Tensor& gx, Tensor& gweight, Tensor& gbias) {
   TG_DISPATCH(batch_norm_backward, gy.device(), gy, x, weight, mean, invstd, batch_stats, gx, gweight, gbias);
 }
+void batch_norm_relu_forward_training(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                      const Tensor& residual, double eps, double momentum, Tensor& running_mean,
+                                      Tensor& running_var, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {
+  TG_DISPATCH(batch_norm_relu_forward_training, x.device(), x, weight, bias, residual, eps, momentum, running_mean,
+              running_var, y, save_mean, save_invstd);
+}
+void batch_norm_relu_forward_inference(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                       const Tensor& residual, const Tensor& running_mean,
+                                       const Tensor& running_var, double eps, Tensor& y) {
+  TG_DISPATCH(batch_norm_relu_forward_inference, x.device(), x, weight, bias, residual, running_mean, running_var,
+              eps, y);
+}
+void batch_norm_relu_backward(const Tensor& gy, const Tensor& y, const Tensor& x, const Tensor& weight,
+                              const Tensor& mean, const Tensor& invstd, bool batch_stats, Tensor& gx,
+                              Tensor& gweight, Tensor& gbias, Tensor& gresidual) {
+  TG_DISPATCH(batch_norm_relu_backward, gy.device(), gy, y, x, weight, mean, invstd, batch_stats, gx, gweight, gbias,
+              gresidual);
+}
 void max_pool2d_forward(const Tensor& x, const Window2d& g, Tensor& y, Tensor& indices) {
   TG_DISPATCH(max_pool2d_forward, x.device(), x, g, y, indices);
 }

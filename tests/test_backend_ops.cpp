@@ -130,6 +130,23 @@ TEST_CASE("unary ops and affine") {
   }
 }
 
+TEST_CASE("batch norm + ReLU (+ residual), fused: training and evaluation") {
+  // x [N, C, H, W], weight, bias [C], residual like x; the running statistics are fresh constants on x's device.
+  auto bn = [](bool training, bool residual) {
+    return [=](auto& x) {
+      tg::TensorOptions o{x[0].dtype(), x[0].device()};
+      Tensor rm = tg::zeros({x[0].size(1)}, o), rv = tg::ones({x[0].size(1)}, o);
+      return tg::batch_norm_relu(x[0], rm, rv, x[1], x[2], training, 0.1, 1e-5, residual ? x[3] : Tensor());
+    };
+  };
+  for (bool training : {true, false})
+    for (bool residual : {false, true})
+      check({std::string("batch_norm_relu") + (training ? " train" : " eval") + (residual ? " + residual" : ""),
+             {{{2, 3, 5, 5}}, {{3}}, {{3}}, {{2, 3, 5, 5}}},
+             bn(training, residual),
+             50});
+}
+
 TEST_CASE("binary ops with broadcasting (the gradients reduce with sum_to)") {
   const std::vector<std::pair<Shape, Shape>> pairs{
       {{4, 5}, {4, 5}}, {{4, 5}, {5}}, {{3, 1, 5}, {4, 1}}, {{2, 3, 4}, {}}, {{1}, {6, 7}}, {{5, 1}, {1, 6}}};

@@ -142,6 +142,142 @@ TEST_CASE("batch_norm: batch statistics in training, running ones in evaluation"
 }
 
 
+namespace {
+
+// batch_norm_relu fused, or its three ops (batch_norm, + residual, relu), from the same inputs: the output,
+// the gradients of x, weight, bias and residual, and the running statistics after the call.
+std::vector<V> bn_relu_run(bool fused, bool training, bool with_residual, tg::DType d, const V& ties = {}) {
+  tg::Generator g(11);
+  Tensor x = tg::randn({4, 3, 5, 5}, g, d), w = tg::add(tg::rand({3}, g, d), 0.5), b = tg::randn({3}, g, d);
+  Tensor r = tg::randn({4, 3, 5, 5}, g, d), gy = tg::randn({4, 3, 5, 5}, g, d);
+  Tensor rm = tg::mul(tg::randn({3}, g, d), 0.1), rv = tg::add(tg::rand({3}, g, d), 0.5);
+  if (!ties.empty()) {  // channel 0 constant with bias 0 (its bn output is 0 exactly), r = -bn(x) on every third element
+    x = tg::from_vector(ties, x.shape()).to(d);
+    auto bv = b.to_vector();
+    b = tg::from_vector(V{0.0, bv[1], bv[2]}, {3}).to(d);
+    Tensor rm2 = rm.clone(), rv2 = rv.clone();
+    auto z = tg::batch_norm(x, rm2, rv2, w, b, training).to_vector();
+    auto rv_ = r.to_vector();
+    for (size_t i = 0; i < rv_.size(); i += 3) rv_[i] = -z[i];
+    r = tg::from_vector(rv_, x.shape()).to(d);
+  }
+  for (Tensor* t : {&x, &w, &b, &r}) t->requires_grad_();
+  Tensor res = with_residual ? r : Tensor();
+  Tensor y = fused ? tg::batch_norm_relu(x, rm, rv, w, b, training, 0.1, 1e-5, res)
+                   : tg::relu(with_residual ? tg::batch_norm(x, rm, rv, w, b, training) + r
+                                            : tg::batch_norm(x, rm, rv, w, b, training));
+  y.backward(gy);
+  return {y.to_vector(), x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector(),
+          with_residual ? r.grad().to_vector() : V{}, rm.to_vector(), rv.to_vector()};
+}
+
+}  // namespace
+
+TEST_CASE("batch_norm_relu is batch_norm, add, relu in one op: output, gradients, running statistics") {
+  const char* what[] = {"output", "grad x", "grad weight", "grad bias", "grad residual", "running_mean", "running_var"};
+  for (bool training : {true, false})
+    for (bool with_residual : {false, true}) {
+      CAPTURE(training);
+      CAPTURE(with_residual);
+      // f64: the same bits forward (the same arithmetic); the gradients' sums to 1e-12 (the vectorised loops
+      // may split them into lanes differently: the fused loop reads one array more)
+      auto a = bn_relu_run(true, training, with_residual, tg::DType::F64);
+      auto b = bn_relu_run(false, training, with_residual, tg::DType::F64);
+      for (size_t k = 0; k < a.size(); ++k) {
+        CAPTURE(what[k]);
+        if (k == 0 || k >= 4) CHECK(a[k] == b[k]);  // output, grad residual, running stats
+        else check_close(a[k], b[k], 1e-12);
+      }
+      CHECK(a[0] != V(a[0].size(), 0.0));
+      // f32: to rounding
+      a = bn_relu_run(true, training, with_residual, tg::DType::F32);
+      b = bn_relu_run(false, training, with_residual, tg::DType::F32);
+      for (size_t k = 0; k < a.size(); ++k) {
+        CAPTURE(what[k]);
+        check_close(a[k], b[k], 1e-5);
+      }
+    }
+}
+
+TEST_CASE("batch_norm_relu at ties (bn(x) + residual = 0 exactly): relu's gradient 0 there, as unfused") {
+  V x(4 * 3 * 25);
+  tg::Generator g(5);
+  auto noise = tg::randn({static_cast<int64_t>(x.size())}, g, tg::DType::F64).to_vector();
+  for (size_t i = 0; i < x.size(); ++i) x[i] = (i / 25) % 3 == 0 ? 0.5 : noise[i];  // channel 0: all 0.5
+  for (bool training : {true, false})
+    for (bool with_residual : {false, true}) {
+      CAPTURE(training);
+      CAPTURE(with_residual);
+      auto a = bn_relu_run(true, training, with_residual, tg::DType::F64, x);
+      auto b = bn_relu_run(false, training, with_residual, tg::DType::F64, x);
+      for (size_t k = 0; k < a.size(); ++k) {
+        if (k == 0 || k >= 4) CHECK(a[k] == b[k]);  // output, grad residual, running stats
+        else check_close(a[k], b[k], 1e-12);
+      }
+      int ties = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        bool tie = with_residual ? i % 3 == 0 : (training && (i / 25) % 3 == 0);
+        if (!tie) continue;
+        ++ties;
+        CHECK(a[0][i] == 0.0);
+        if (with_residual) CHECK(a[4][i] == 0.0);  // the residual's gradient is masked at 0 too
+      }
+      CHECK((ties > 0) == (with_residual || training));
+      if (training && !with_residual) {  // the constant channel is at 0 everywhere: nothing flows back
+        CHECK(a[2][0] == 0.0);
+        CHECK(a[3][0] == 0.0);
+        for (size_t i = 0; i < x.size(); ++i)
+          if ((i / 25) % 3 == 0) CHECK(a[1][i] == 0.0);
+      }
+    }
+}
+
+TEST_CASE("BatchNorm2d::forward_relu: counts the batch, moves the running statistics, honours the hook") {
+  tg::Generator g(3);
+  Tensor x = tg::randn({2, 4, 3, 3}, g), r = tg::randn({2, 4, 3, 3}, g);
+  tg::nn::BatchNorm2d a(4), b(4);
+  Tensor ya = a.forward_relu(x, r);
+  Tensor yb = tg::relu(b(x) + r);
+  CHECK(a.num_batches_tracked.item() == 1);
+  check_close(ya.to_vector(), yb.to_vector(), 1e-6);
+  check_close(a.running_mean.to_vector(), b.running_mean.to_vector(), 1e-6);
+  check_close(a.running_var.to_vector(), b.running_var.to_vector(), 1e-6);
+  a.eval();
+  b.eval();
+  check_close(a.forward_relu(x).to_vector(), tg::relu(b(x)).to_vector(), 1e-6);
+  CHECK(a.num_batches_tracked.item() == 1);
+  // A training_forward hook (DataParallel's synchronised statistics) replaces the fused op.
+  a.train();
+  int calls = 0;
+  a.training_forward = [&](tg::nn::BatchNorm2d& m, const Tensor& in) {
+    ++calls;
+    return tg::batch_norm(in, m.running_mean, m.running_var, m.weight, m.bias, true, m.momentum, m.eps);
+  };
+  a.forward_relu(x, r);
+  CHECK(calls == 1);
+  CHECK(a.num_batches_tracked.item() == 2);
+  CHECK_THROWS_WITH_AS(a.forward_relu(x, tg::randn({2, 4, 3, 1})),
+                       doctest::Contains("BatchNorm2d(4)::forward_relu: residual [2, 4, 3, 1] does not fit input [2, 4, 3, 3]"),
+                       tg::Error);
+}
+
+TEST_CASE("batch_norm_relu: a residual of another shape, dtype or device is an error") {
+  Tensor x = tg::randn({2, 3, 4, 4});
+  CHECK_THROWS_WITH_AS(tg::batch_norm_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5, tg::randn({1, 3, 4, 4})),
+                       doctest::Contains("batch_norm_relu: residual [1, 3, 4, 4] does not fit input [2, 3, 4, 4]"),
+                       tg::Error);
+  CHECK_THROWS_AS(tg::batch_norm_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5,
+                                      tg::randn({2, 3, 4, 4}, tg::DType::F64)),
+                  tg::Error);
+  CHECK_THROWS_AS(tg::batch_norm_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5,
+                                      tg::randn({2, 3, 4, 4}).to(tg::Device::Test)),
+                  tg::Error);
+  CHECK_THROWS_WITH_AS(tg::batch_norm_relu(x, Tensor(), Tensor(), tg::ones({4}), Tensor(), true),
+                       doctest::Contains("batch_norm_relu: weight [4] does not fit input [2, 3, 4, 4]"), tg::Error);
+  CHECK_THROWS_WITH_AS(tg::batch_norm_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), false),
+                       doctest::Contains("batch_norm_relu: evaluation needs running_mean"), tg::Error);
+}
+
 TEST_CASE("Conv2d: PyTorch's initialisation bounds, names, forward shape") {
   tg::Generator g(1);
   tg::nn::Conv2d conv(3, 8, 3, 2, 1, true, g);

@@ -175,6 +175,25 @@ std::vector<Case> cases() {
          Tensor rv = tg::from_vector(std::vector<double>{0.5, 1.5, 2.0}, {3});
          return tg::batch_norm(x[0], rm, rv, x[1], x[2], false);
        }},
+      // The fused op: x, weight, bias (and the residual) all get gradients through the ReLU mask.
+      {"batch_norm_relu train", {{3, 4, 2, 3}, {4}, {4}},
+       [](V x) { return tg::batch_norm_relu(x[0], Tensor(), Tensor(), x[1], x[2], true); }},
+      {"batch_norm_relu train + residual", {{3, 4, 2, 3}, {4}, {4}, {3, 4, 2, 3}},
+       [](V x) { return tg::batch_norm_relu(x[0], Tensor(), Tensor(), x[1], x[2], true, 0.1, 1e-5, x[3]); }},
+      {"batch_norm_relu train [N, C], no affine", {{6, 3}, {6, 3}},
+       [](V x) { return tg::batch_norm_relu(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5, x[1]); }},
+      {"batch_norm_relu eval + residual", {{2, 3, 2, 2}, {3}, {3}, {2, 3, 2, 2}},
+       [](V x) {
+         Tensor rm = tg::from_vector(std::vector<double>{0.1, -0.3, 0.5}, {3});
+         Tensor rv = tg::from_vector(std::vector<double>{0.5, 1.5, 2.0}, {3});
+         return tg::batch_norm_relu(x[0], rm, rv, x[1], x[2], false, 0.1, 1e-5, x[3]);
+       }},
+      {"batch_norm_relu eval", {{2, 3, 2, 2}, {3}, {3}},
+       [](V x) {
+         Tensor rm = tg::from_vector(std::vector<double>{0.1, -0.3, 0.5}, {3});
+         Tensor rv = tg::from_vector(std::vector<double>{0.5, 1.5, 2.0}, {3});
+         return tg::batch_norm_relu(x[0], rm, rv, x[1], x[2], false);
+       }},
       {"max_pool2d 2", {{2, 3, 4, 4}}, [](V x) { return tg::max_pool2d(x[0], 2); }},
       {"max_pool2d 3 stride 2 pad 1", {{1, 2, 5, 5}}, [](V x) { return tg::max_pool2d(x[0], 3, 2, 1); }},
       {"max_pool2d 1 stride 2 (subsample)", {{1, 2, 5, 4}}, [](V x) { return tg::max_pool2d(x[0], 1, 2); }},

@@ -1,7 +1,9 @@
 // The CIFAR models' training step (zero_grad, forward, cross-entropy, backward, SGD-momentum step with weight
 // decay 5e-4, as ../shared/bench/cnn_step.py) on random 32x32 images, and the peak resident memory of the
-// process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s.
-// One JSON line like bench_mlp's.
+// process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s,
+// and of its batch norms (+ residual + ReLU) fused and apart. --unfused also times each model's step with
+// batch norm, add and ReLU as separate ops (BatchNorm2d::fuse = false), in the same process, blocks of the two
+// interleaved. One JSON line like bench_mlp's.
 //
 // --device cuda (with --tf32 for TF32 tensor cores): the model is built on the CPU and moved, the batch lives on
 // the GPU, each step ends with a synchronize (the clock stops after the GPU's work), and the result adds the
@@ -9,12 +11,13 @@
 // forward + backward), the TFLOP/s they make, that as a fraction of the H200's dense peak (FP32 67 TFLOP/s, TF32
 // 495 TFLOP/s: NVIDIA's H200 datasheet, SXM), and the caching allocator's peak bytes in use.
 //
-//   bench_cnn [--threads 2] [--model resnet20] [--batch 128] [--repeats 3]
+//   bench_cnn [--threads 2] [--model resnet20] [--batch 128] [--repeats 3] [--unfused]
 //   bench_cnn --device cuda --model resnet34 densenet121 [--tf32]
 //   bench_cnn --layers resnet34 --batch 32
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <tuple>
 
@@ -116,10 +119,46 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
                     std::to_string(int(flop / 1e9 / bench::median(f))) + " GFLOP/s, forward+backward " +
                     std::to_string(int(3 * flop / 1e9 / bench::median(t))) + " GFLOP/s");
   }
-  bench::progress(model + " all convolutions, b" + std::to_string(batch) + ": forward " +
-                  std::to_string(int(flop_fwd / 1e9 / total_fwd)) + " GFLOP/s, forward+backward " +
-                  std::to_string(int(3 * flop_fwd / 1e9 / total_train)) + " GFLOP/s (" +
-                  std::to_string(total_train) + " s per step in convolutions)");
+  // The batch norms at the end of each block: relu(bn(x) + residual), x [batch, k, side, side], forward and
+  // backward, as the fused op and as batch_norm, add, relu (the rest of a step's batch norms are like these).
+  std::vector<std::pair<int64_t, int64_t>> planes;  // (channels, side) of every distinct convolution output
+  for (const ConvShape& s : conv_shapes(model)) {
+    std::pair<int64_t, int64_t> p{s.k, (s.side + 2 * (s.r / 2) - s.r) / s.stride + 1};
+    if (std::find(planes.begin(), planes.end(), p) == planes.end()) planes.push_back(p);
+  }
+  for (auto [k, side] : planes) {
+    const std::string shape = std::to_string(k) + "ch_" + std::to_string(side) + "px";
+    if (shape.find(only) == std::string::npos) continue;
+    tg::Tensor x = tg::randn({batch, k, side, side}, gen).requires_grad_(true);
+    tg::Tensor r = tg::randn({batch, k, side, side}, gen).requires_grad_(true);
+    tg::Tensor gy = tg::randn({batch, k, side, side}, gen);
+    tg::nn::BatchNorm2d bn(k);
+    double secs[2] = {0, 0};
+    for (int fuse : {0, 1}) {
+      auto step = [&] {
+        tg::nn::BatchNorm2d::fuse = fuse;
+        x.zero_grad();
+        r.zero_grad();
+        bn.zero_grad();
+        bn.forward_relu(x, r).backward(gy);
+      };
+      const auto t = bench::time_blocks(step, repeats, 2, 0.2);
+      const std::string id = model + "_bn_relu_add_" + shape + "_b" + std::to_string(batch) + (fuse ? "" : "_unfused");
+      results.push_back(bench::summarize(id, t, {{"steps_per_s", 1.0}},
+                                         {{"model", model}, {"channels", k}, {"side", side}, {"batch", batch},
+                                          {"fused", bool(fuse)}}));
+      secs[fuse] = bench::median(t);
+    }
+    tg::nn::BatchNorm2d::fuse = true;
+    bench::progress(model + "_bn_relu_add_" + shape + "_b" + std::to_string(batch) + ": fused " +
+                    std::to_string(secs[1] * 1e3) + " ms, apart " + std::to_string(secs[0] * 1e3) +
+                    " ms (forward + backward)");
+  }
+  if (total_train > 0)
+    bench::progress(model + " all convolutions, b" + std::to_string(batch) + ": forward " +
+                    std::to_string(int(flop_fwd / 1e9 / total_fwd)) + " GFLOP/s, forward+backward " +
+                    std::to_string(int(3 * flop_fwd / 1e9 / total_train)) + " GFLOP/s (" +
+                    std::to_string(total_train) + " s per step in convolutions)");
   return results;
 }
 
@@ -127,7 +166,7 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
 
 int main(int argc, char** argv) {
   CLI::App app{"tapegrad CNN step benchmark"};
-  int threads = 2, repeats = 3, batch = 128;
+  int threads = 2, repeats = 3, batch = 128, warmup = 2;
   std::vector<std::string> models{"resnet20"};
   std::string layers, only, device_name = "cpu";
   bool tf32 = false, deterministic = false;
@@ -137,9 +176,12 @@ int main(int argc, char** argv) {
   app.add_flag("--deterministic", deterministic, "CUDA: deterministic cuDNN algorithms only");
   app.add_option("--model", models, "resnet20, resnet34, densenet121");
   app.add_option("--repeats", repeats, "timed blocks");
+  app.add_option("--warmup", warmup, "untimed steps before them (besides the one that sizes the blocks)");
   app.add_option("--batch", batch, "batch size");
   app.add_option("--layers", layers, "time each convolution of this model (resnet20, resnet34, densenet121) instead");
   app.add_option("--only", only, "with --layers: the shapes whose name holds this (\"512x512\")");
+  bool unfused = false;
+  app.add_flag("--unfused", unfused, "also time the step with batch norm, add and ReLU apart (not fused)");
   CLI11_PARSE(app, argc, argv);
   try {
     bench::start(threads);
@@ -171,9 +213,29 @@ int main(int argc, char** argv) {
         opt->step();
         tg::synchronize(dev);  // the clock stops after the device's work
       };
-      auto secs = bench::time_blocks(step, repeats, 2, 0.0);
       std::string id = name + "_train_b" + std::to_string(batch);
       if (dev != tg::Device::CPU) id += "_" + device_name + (tf32 ? "_tf32" : "");
+      if (unfused) {  // blocks of the two variants alternate, so that both see the same machine
+        std::vector<double> secs[2];
+        for (int rep = 0; rep < repeats; ++rep)
+          for (int fuse : {1, 0}) {
+            tg::nn::BatchNorm2d::fuse = fuse;
+            auto t = bench::time_blocks(step, 1, rep == 0 ? 1 : 0, 0.0);  // + one untimed step per call
+            secs[fuse].push_back(t[0]);
+          }
+        tg::nn::BatchNorm2d::fuse = true;
+        for (int fuse : {1, 0}) {
+          bench::json r = bench::summarize(id + (fuse ? "" : "_unfused"), secs[fuse],
+                                           {{"steps_per_s", 1.0}, {"images_per_s", double(batch)}},
+                                           {{"model", name}, {"batch", batch}, {"optim", "sgdm"}, {"fused", bool(fuse)}});
+          results.push_back(r);
+        }
+        bench::progress(id + ": fused " + std::to_string(bench::median(secs[1])) + " s/step, unfused " +
+                        std::to_string(bench::median(secs[0])) + " s/step, ratio unfused/fused " +
+                        std::to_string(bench::median(secs[0]) / bench::median(secs[1])));
+        continue;
+      }
+      auto secs = bench::time_blocks(step, repeats, warmup, 0.0);
       const double flop = train_flop_per_image(name) * static_cast<double>(batch);
       bench::json r = bench::summarize(id, secs,
                                        {{"steps_per_s", 1.0}, {"images_per_s", double(batch)},

@@ -127,6 +127,13 @@ Tensor global_avg_pool2d(const Tensor& x);
 // evaluation: running statistics (required).
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
+// relu(batch_norm(x, ...) + residual) as one op (one node, one pass forward and one backward): a ResNet
+// block's end; residual undefined: relu(batch_norm(x, ...)). residual has x's shape (no broadcasting). The
+// same values and gradients as the three ops (f64: the same output bits, gradients to rounding), relu's
+// gradient 0 at 0.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5,
+                       const Tensor& residual = Tensor());
 
 // Embedding lookup: weight [V, E], indices I64 [*] in [0, V) -> [*, E]. The gradient reaches only the rows
 // used (a dense [V, E] tensor, zero elsewhere, as PyTorch's non-sparse embedding).

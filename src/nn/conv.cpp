@@ -43,14 +43,33 @@ BatchNorm2d::BatchNorm2d(int64_t c, double eps_, double momentum_, DType dtype)
   num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, DType::I64));
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+namespace {
+void check_bn_input(int64_t num_features, const Tensor& x) {
   TG_CHECK(x.defined() && x.dim() == 4, "BatchNorm2d(", num_features, "): expected a 4-D input [N, ", num_features,
            ", H, W], got ", x.defined() ? x.dim() : 0, "-D ", x.defined() ? to_string(x.shape()) : "undefined");
   TG_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d(", num_features, "): input ", x.shape(),
            " does not fit (expected [N, ", num_features, ", H, W])");
+}
+}  // namespace
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  check_bn_input(num_features, x);
   if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1);
   if (is_training() && training_forward) return training_forward(*this, x);
   return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum, eps);
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+  check_bn_input(num_features, x);
+  TG_CHECK(!residual.defined() || residual.shape() == x.shape(), "BatchNorm2d(", num_features, ")::forward_relu: residual ",
+           residual.defined() ? to_string(residual.shape()) : "", " does not fit input ", x.shape(),
+           " (expected the same shape)");
+  if (!fuse || (is_training() && training_forward)) {
+    Tensor y = forward(x);
+    return relu(residual.defined() ? y + residual : y);
+  }
+  if (is_training()) num_batches_tracked.fill_(num_batches_tracked.item() + 1);
+  return batch_norm_relu(x, running_mean, running_var, weight, bias, is_training(), momentum, eps, residual);
 }
 
 MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p) : Layer("MaxPool2d"), kernel_size(k), stride(s), padding(p) {

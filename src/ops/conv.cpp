@@ -67,6 +67,46 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   return y;
 }
 
+namespace {
+
+// The checks batch_norm and batch_norm_relu share, naming op: x [N, C, ...] float; each defined one of
+// running_mean, running_var, weight, bias is [C] of x's dtype and device; the running pair is both or none.
+void check_batch_norm(const char* op, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                      const Tensor& weight, const Tensor& bias, bool training, double eps) {
+  check_float(x, op);
+  TG_CHECK(x.dim() >= 2, op, ": input must be [N, C, ...], got ", x.shape());
+  int64_t C = x.size(1);
+  auto check_channel = [&](const Tensor& t, const char* what) {
+    if (!t.defined()) return;
+    check_same_dtype(x, t, op);
+    check_same_device(x, t, op);
+    TG_CHECK(t.shape() == Shape{C}, op, ": ", what, " ", t.shape(), " does not fit input ", x.shape(),
+             " (expected [", C, "])");
+  };
+  check_channel(running_mean, "running_mean");
+  check_channel(running_var, "running_var");
+  check_channel(weight, "weight");
+  check_channel(bias, "bias");
+  TG_CHECK(running_mean.defined() == running_var.defined(), op,
+           ": running_mean and running_var must be both given or both undefined");
+  TG_CHECK(eps > 0, op, ": eps must be > 0, got ", eps);
+  if (training)
+    TG_CHECK(x.numel() / std::max<int64_t>(C, 1) > 1, op, ": expected more than 1 value per channel in training, got input ",
+             x.shape());
+  else
+    TG_CHECK(running_mean.defined(), op, ": evaluation needs running_mean and running_var (input ", x.shape(), ")");
+}
+
+// What backward needs in evaluation, where the statistics are constants: mean = running_mean,
+// invstd = (running_var + eps)^-1/2.
+void running_stats(const Tensor& running_mean, const Tensor& running_var, double eps, Tensor& mean, Tensor& invstd) {
+  backend::convert(running_mean, mean);
+  backend::affine(running_var, 1.0, eps, invstd);
+  backend::unary(backend::Unary::Pow, invstd, invstd, -0.5);
+}
+
+}  // namespace
+
 // x [N, C, *]; per channel c over the other dims:
 //   training:   y = (x - mean_B) / sqrt(var_B + eps) * weight + bias (biased var_B); running stats, when
 //               given, move by momentum towards (mean_B, unbiased var_B), in place and outside the tape.
@@ -74,41 +114,18 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 // Saves x, mean, invstd; backward is one fused pass (batch_norm_backward).
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
-  check_float(x, "batch_norm");
-  TG_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got ", x.shape());
+  check_batch_norm("batch_norm", x, running_mean, running_var, weight, bias, training, eps);
   int64_t C = x.size(1);
-  auto check_channel = [&](const Tensor& t, const char* what) {
-    if (!t.defined()) return;
-    check_same_dtype(x, t, "batch_norm");
-    check_same_device(x, t, "batch_norm");
-    TG_CHECK(t.shape() == Shape{C}, "batch_norm: ", what, " ", t.shape(), " does not fit input ", x.shape(),
-             " (expected [", C, "])");
-  };
-  check_channel(running_mean, "running_mean");
-  check_channel(running_var, "running_var");
-  check_channel(weight, "weight");
-  check_channel(bias, "bias");
-  TG_CHECK(running_mean.defined() == running_var.defined(),
-           "batch_norm: running_mean and running_var must be both given or both undefined");
-  TG_CHECK(eps > 0, "batch_norm: eps must be > 0, got ", eps);
   Tensor y = new_like(x);
   Tensor mean = make_tensor({C}, x.dtype(), x.device()), invstd = make_tensor({C}, x.dtype(), x.device());
   if (training) {
-    TG_CHECK(x.numel() / std::max<int64_t>(C, 1) > 1, "batch_norm: expected more than 1 value per channel in training, got input ",
-             x.shape());
     Tensor rm = running_mean, rv = running_var;
     backend::batch_norm_forward_training(x, weight, bias, eps, momentum, rm, rv, y, mean, invstd);
   } else {
-    TG_CHECK(running_mean.defined(), "batch_norm: evaluation needs running_mean and running_var (input ", x.shape(),
-             ")");
     backend::batch_norm_forward_inference(x, weight, bias, running_mean, running_var, eps, y);
   }
   if (needs_grad({x, weight, bias})) {
-    if (!training) {  // the constants backward needs: mean = running_mean, invstd = (running_var + eps)^-1/2
-      backend::convert(running_mean, mean);
-      backend::affine(running_var, 1.0, eps, invstd);
-      backend::unary(backend::Unary::Pow, invstd, invstd, -0.5);
-    }
+    if (!training) running_stats(running_mean, running_var, eps, mean, invstd);
     bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
          gb = bias.defined() && bias.requires_grad();
     record("batch_norm", {x, weight, bias}, {y},
@@ -118,6 +135,45 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
              Tensor db = gb ? new_like(mean) : Tensor();
              backend::batch_norm_backward(g[0], x, w, mean, invstd, training, dx, dw, db);
              return Grads{dx, dw, db};
+           });
+  }
+  return y;
+}
+
+// y = relu(batch_norm(x, ...) + residual) (residual undefined: relu(batch_norm(x, ...))), one node, one pass
+// over y forward. Saves x, y, mean, invstd (y is the next layer's input, kept anyway: no more memory than
+// batch_norm alone). Backward: g = gy where y > 0 (relu's convention: 0 at 0), dresidual = g, and dx, dweight,
+// dbias are batch_norm's from g, in one fused pass (batch_norm_relu_backward).
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps, const Tensor& residual) {
+  check_batch_norm("batch_norm_relu", x, running_mean, running_var, weight, bias, training, eps);
+  if (residual.defined()) {
+    check_same_dtype(x, residual, "batch_norm_relu");
+    check_same_device(x, residual, "batch_norm_relu");
+    TG_CHECK(residual.shape() == x.shape(), "batch_norm_relu: residual ", residual.shape(), " does not fit input ",
+             x.shape(), " (expected the same shape; no broadcasting)");
+  }
+  int64_t C = x.size(1);
+  Tensor y = new_like(x);
+  Tensor mean = make_tensor({C}, x.dtype(), x.device()), invstd = make_tensor({C}, x.dtype(), x.device());
+  if (training) {
+    Tensor rm = running_mean, rv = running_var;
+    backend::batch_norm_relu_forward_training(x, weight, bias, residual, eps, momentum, rm, rv, y, mean, invstd);
+  } else {
+    backend::batch_norm_relu_forward_inference(x, weight, bias, residual, running_mean, running_var, eps, y);
+  }
+  if (needs_grad({x, weight, bias, residual})) {
+    if (!training) running_stats(running_mean, running_var, eps, mean, invstd);
+    bool gx = x.requires_grad(), gw = weight.defined() && weight.requires_grad(),
+         gb = bias.defined() && bias.requires_grad(), gr = residual.defined() && residual.requires_grad();
+    record("batch_norm_relu", {x, weight, bias, residual}, {y},
+           [=, x = x.detach(), y = y.detach(), w = weight.defined() ? weight.detach() : Tensor()](const Grads& g) {
+             Tensor dx = gx ? new_like(x) : Tensor();
+             Tensor dw = gw ? new_like(w) : Tensor();
+             Tensor db = gb ? new_like(mean) : Tensor();
+             Tensor dr = gr ? new_like(x) : Tensor();
+             backend::batch_norm_relu_backward(g[0], y, x, w, mean, invstd, training, dx, dw, db, dr);
+             return Grads{dx, dw, db, dr};
            });
   }
   return y;

@@ -28,6 +28,12 @@ class BatchNorm2d : public Layer {
  public:
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, DType dtype = DType::F32);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x) + residual) (residual undefined: relu(forward(x))) as one fused op (batch_norm_relu):
+  // the same parameters, buffers and results, less memory traffic. A training_forward hook, or fuse = false,
+  // runs the three ops instead.
+  Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
+  // Process-wide: false makes forward_relu run batch_norm, add and relu apart (bench_cnn --unfused).
+  static inline bool fuse = true;
   int64_t num_features;
   double eps, momentum;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
