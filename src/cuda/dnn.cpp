@@ -50,37 +50,27 @@ int to_int(int64_t v, const char* op, const char* what) {
 
 // ---- RAII descriptors -------------------------------------------------------------------------------
 
-struct TensorDesc {
-  cudnnTensorDescriptor_t d = nullptr;
-  TensorDesc() { TG_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d)); }
-  ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
-  TensorDesc(const TensorDesc&) = delete;
-  TensorDesc& operator=(const TensorDesc&) = delete;
+// One cuDNN descriptor, created and destroyed with its owner; converts to the handle cuDNN's calls take.
+template <typename H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
+struct Descriptor {
+  H d = nullptr;
+  Descriptor() { TG_CUDNN_CHECK(Create(&d)); }
+  ~Descriptor() { Destroy(d); }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  operator H() const { return d; }
+};
+
+struct TensorDesc : Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
   // A packed NCHW tensor.
   void set(const char* op, int64_t n, int64_t c, int64_t h, int64_t w, DType t) {
     TG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, data_type(t), to_int(n, op, "N"),
                                               to_int(c, op, "C"), to_int(h, op, "H"), to_int(w, op, "W")));
   }
-  operator cudnnTensorDescriptor_t() const { return d; }
 };
-
-struct FilterDesc {
-  cudnnFilterDescriptor_t d = nullptr;
-  FilterDesc() { TG_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d)); }
-  ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
-  FilterDesc(const FilterDesc&) = delete;
-  FilterDesc& operator=(const FilterDesc&) = delete;
-  operator cudnnFilterDescriptor_t() const { return d; }
-};
-
-struct ConvDesc {
-  cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc() { TG_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d)); }
-  ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
-  ConvDesc(const ConvDesc&) = delete;
-  ConvDesc& operator=(const ConvDesc&) = delete;
-  operator cudnnConvolutionDescriptor_t() const { return d; }
-};
+using FilterDesc = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc =
+    Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 
 // Device memory from the caching allocator for the duration of one call (the stream orders its reuse).
 struct Workspace {
