@@ -5,6 +5,9 @@
 #include <cmath>
 #include <mutex>
 #include <unordered_map>
+#include <list>
+#include <vector>
+#include <cstdlib>
 #include <ostream>
 #include <sstream>
 
@@ -61,24 +64,6 @@ static std::atomic<bool> g_deterministic{false};
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 
-MemoryUse memory_use(Device d) {
-#if TG_CUDA
-  if (d == Device::CUDA && cuda_available()) {
-    const cuda::MemoryStats s = cuda::memory_stats();
-    return {s.in_use, s.peak};
-  }
-#else
-  (void)d;
-#endif
-  return {};
-}
-void reset_peak_memory(Device d) {
-#if TG_CUDA
-  if (d == Device::CUDA && cuda_available()) cuda::reset_peak();
-#else
-  (void)d;
-#endif
-}
 
 void synchronize(Device d) {
 #if TG_CUDA
@@ -128,7 +113,10 @@ namespace {
 
 // Freed CPU blocks, kept by size for the next tensor of that size. A training step allocates the same
 // sizes every time, and memory fresh from the OS costs a page fault per 4 KiB page (measured here: a
-// 128x784x256 linear layer ran 6x slower on fresh memory). At most kCacheBytes are kept.
+// 128x784x256 linear layer ran 6x slower on fresh memory). A size not in the cache first releases the least
+// recently freed blocks, as many bytes as it asks for, so that blocks of sizes no longer asked for are not held
+// beside new ones: the footprint stays the most bytes ever in use at once, not that plus the cache. At most
+// kCacheBytes are kept.
 class BlockCache {
  public:
   static BlockCache& instance() {
@@ -136,35 +124,64 @@ class BlockCache {
     return *c;
   }
   void* get(size_t bytes) {
+    std::vector<void*> release;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_use_ += bytes;
+      peak_ = std::max(peak_, in_use_);
       auto it = free_.find(bytes);
       if (it != free_.end()) {
-        void* p = it->second;
+        void* p = it->second->ptr;
+        lru_.erase(it->second);
         free_.erase(it);
         cached_ -= bytes;
         return p;
       }
+      for (size_t freed = 0; freed < bytes && !lru_.empty();) {  // oldest first
+        const Block& b = lru_.back();
+        for (auto [i, e] = free_.equal_range(b.bytes); i != e; ++i)
+          if (i->second == std::prev(lru_.end())) { free_.erase(i); break; }
+        release.push_back(b.ptr);
+        freed += b.bytes;
+        cached_ -= b.bytes;
+        lru_.pop_back();
+      }
     }
+    for (void* p : release) std::free(p);
     return std::aligned_alloc(64, bytes);
   }
   void put(void* p, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= bytes;
       if (cached_ + bytes <= kCacheBytes) {
-        free_.emplace(bytes, p);
+        lru_.push_front({p, bytes});
+        free_.emplace(bytes, lru_.begin());
         cached_ += bytes;
         return;
       }
     }
     std::free(p);
   }
+  MemoryUse use() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {in_use_, peak_, cached_};
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_ = in_use_;
+  }
 
  private:
+  struct Block {
+    void* ptr;
+    size_t bytes;
+  };
   static constexpr size_t kCacheBytes = size_t{1} << 30;
   std::mutex mu_;
-  std::unordered_multimap<size_t, void*> free_;
-  size_t cached_ = 0;
+  std::list<Block> lru_;  // most recently freed first
+  std::unordered_multimap<size_t, std::list<Block>::iterator> free_;
+  size_t cached_ = 0, in_use_ = 0, peak_ = 0;
 };
 
 // 64-byte aligned (AVX-512); large sizes rounded to whole pages so that near sizes share blocks.
@@ -179,6 +196,24 @@ size_t rounded(size_t nbytes) {
 static BlockCache& cache_of(Device dev) {
   static BlockCache* test = new BlockCache;
   return dev == Device::Test ? *test : BlockCache::instance();
+}
+
+// Bytes in tensors now and at most since reset_peak_memory: the CUDA caching allocator's, or the CPU's (or
+// the test device's) block cache's.
+MemoryUse memory_use(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) {
+    const cuda::MemoryStats s = cuda::memory_stats();
+    return {s.in_use, s.peak, s.cached};
+  }
+#endif
+  return d == Device::CUDA ? MemoryUse{} : cache_of(d).use();
+}
+void reset_peak_memory(Device d) {
+#if TG_CUDA
+  if (d == Device::CUDA && cuda_available()) cuda::reset_peak();
+#endif
+  if (d != Device::CUDA) cache_of(d).reset_peak();
 }
 
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {

@@ -349,3 +349,35 @@ TEST_CASE("printing matches PyTorch") {
   os << tg::exp(w) << " " << Tensor();
   CHECK(os.str() == "tensor([2.7183, 2.7183], grad_fn=<exp>) tensor(undefined)");
 }
+
+TEST_CASE("the CPU block cache: counts bytes in tensors, reuses a freed size, releases old blocks for a new one") {
+  const tg::Device cpu = tg::Device::CPU;
+  const size_t small = size_t{1} << 22, big = small + 16384;  // 4 MiB and a size no other test asks for
+  Tensor a = tg::zeros({static_cast<int64_t>(small / 4)});
+  tg::reset_peak_memory(cpu);
+  const tg::MemoryUse m0 = tg::memory_use(cpu);
+  CHECK(m0.peak == m0.in_use);
+  CHECK(m0.in_use >= small);
+
+  a = Tensor();  // its block is cached
+  const tg::MemoryUse m1 = tg::memory_use(cpu);
+  CHECK(m1.in_use == m0.in_use - small);
+  CHECK(m1.cached >= small);
+
+  // A size not in the cache: at least as many bytes of the oldest cached blocks go back to the system first.
+  Tensor b = tg::zeros({static_cast<int64_t>(big / 4)});
+  const tg::MemoryUse m2 = tg::memory_use(cpu);
+  CHECK(m2.in_use == m1.in_use + big);
+  CHECK(m2.cached <= (m1.cached > big ? m1.cached - big : 0));
+  CHECK(m2.peak == std::max(m0.peak, m2.in_use));
+
+  // The same size again is the freed block itself.
+  b = Tensor();
+  const tg::MemoryUse m3 = tg::memory_use(cpu);
+  CHECK(m3.cached == m2.cached + big);
+  Tensor c = tg::zeros({static_cast<int64_t>(big / 4)});
+  const tg::MemoryUse m4 = tg::memory_use(cpu);
+  CHECK(m4.cached == m3.cached - big);
+  CHECK(m4.in_use == m2.in_use);
+  CHECK(m4.peak == m2.peak);
+}

@@ -244,14 +244,15 @@ int main(int argc, char** argv) {
                                         {"tf32", tf32}, {"deterministic", deterministic}});
       r["conv_GFLOP_per_image"] = train_flop_per_image(name) / 1e9;
       r["peak_rss_MiB"] = peak_rss_mib();  // of the process so far: run one model per process to compare
-      std::string extra;
+      r["peak_tensor_MiB"] = static_cast<double>(tg::memory_use(dev).peak) / (1 << 20);  // the most in tensors at once
+      std::string extra = dev == tg::Device::CUDA ? "" : ", peak in tensors " + std::to_string(int(r["peak_tensor_MiB"].get<double>())) + " MiB";
       if (dev == tg::Device::CUDA) {
         const double tflops = flop / 1e12 / bench::median(secs), peak = h200_peak_tflops(tf32);
         r["peak_fraction"] = {{"median", tflops / peak},
                               {"peak_TFLOP_per_s", peak},
                               {"peak_source",
                                "NVIDIA H200 datasheet (SXM), dense " + std::string(tf32 ? "TF32" : "FP32")}};
-        r["peak_device_MiB"] = static_cast<double>(tg::memory_use(dev).peak) / (1 << 20);
+        r["peak_device_MiB"] = r["peak_tensor_MiB"];
         extra = ", " + std::to_string(tflops) + " TFLOP/s in convolutions (" + std::to_string(100 * tflops / peak) +
                 "% of the H200's " + (tf32 ? "TF32" : "FP32") + " peak), peak GPU memory " +
                 std::to_string(int(r["peak_device_MiB"].get<double>())) + " MiB";

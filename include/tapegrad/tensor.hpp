@@ -42,10 +42,11 @@ bool allow_tf32();
 // cuDNN: only deterministic algorithms (bit-identical GPU runs, exact resume); the CPU always is.
 void set_deterministic(bool on);
 bool deterministic();
-// The CUDA caching allocator's bytes handed out to tensors: now, and at most since the last reset_peak_memory
-// (benchmarks: peak GPU memory). 0 on other devices.
+// The bytes handed out to tensors on a device (the CUDA caching allocator's, the CPU's block cache's): now, at most
+// since the last reset_peak_memory (benchmarks: peak memory), and freed blocks the allocator keeps for reuse.
+// 0 for CUDA without a GPU.
 struct MemoryUse {
-  size_t in_use = 0, peak = 0;
+  size_t in_use = 0, peak = 0, cached = 0;
 };
 MemoryUse memory_use(Device d);
 void reset_peak_memory(Device d);
