@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,9 +96,9 @@ struct TilePos {
   int64_t sample, h0, w0;
 };
 
-}  // namespace
-
-bool use_winograd(const backend::Window2d& g) {
+// Whether TG_CONV (or set_conv_algorithm) decides for a geometry: false where Winograd cannot run it (not 3x3
+// stride 1, empty, a level without the transforms), Direct or Winograd forced; nullopt for Auto.
+std::optional<bool> forced(const backend::Window2d& g) {
   if (g.R != 3 || g.S != 3 || g.stride_h != 1 || g.stride_w != 1) return false;
   if (g.N * g.C * g.K * g.P * g.Q == 0 || !sgemm::available() || !isa::table().winograd.input) return false;
   switch (conv_algorithm()) {
@@ -105,10 +106,22 @@ bool use_winograd(const backend::Window2d& g) {
     case ConvAlgorithm::Winograd: return true;
     case ConvAlgorithm::Auto: break;
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool use_winograd(const backend::Window2d& g) {
+  if (const std::optional<bool> f = forced(g)) return *f;
   // Measured (bench_cnn --layers, 2 threads, AVX-512 and AVX2, shared machine): forward 1.3x to 2.8x faster on
   // ResNet-34's 64 to 256 channels on 32x32 to 8x8 planes, and on ResNet-20's 64 channels on 8x8; 0.7x to 1x on
   // its 16 and 32 channels (the transforms outweigh the short products) and on 512 channels on 4x4 planes (32
   // tiles at batch 32 do not pay for transforming and packing 36 filter matrices of 512 x 512).
+  return g.C >= 64 && g.K >= 64 && g.P >= 8 && g.Q >= 8;
+}
+
+bool use_winograd_weight(const backend::Window2d& g) {
+  if (const std::optional<bool> f = forced(g)) return *f;
   return g.C >= 64 && g.K >= 64 && g.P >= 8 && g.Q >= 8;
 }
 
@@ -176,6 +189,90 @@ void winograd_forward(const float* x, const float* w, const float* bias, const b
       }
     }
   }
+}
+
+// Tiles per chunk of the weight gradient: its V and M of all 36 points take about 8 MiB (both cores' L2 and
+// some L3 on the machine measured: each product reads what another thread may have transformed), at least 64
+// tiles (the products' depth: each chunk reads and writes dU once) and a multiple of the lanes. Not the thread
+// count: the chunks, and so the sums, are the same for any.
+int64_t weight_chunk_tiles(const backend::Window2d& g, int64_t tiles) {
+  const int64_t per_tile = kPoints * ((g.C + kLanes - 1) / kLanes * kLanes + g.K) * static_cast<int64_t>(sizeof(float));
+  const int64_t fit = std::max<int64_t>(64, (8 << 20) / per_tile / kLanes * kLanes);
+  return std::min(fit, (tiles + kLanes - 1) / kLanes * kLanes);
+}
+
+void winograd_backward_weight(const float* gy, const float* x, const backend::Window2d& g, float* gw) {
+  const isa::Table& t = isa::table();
+  const int64_t th = (g.P + kTile - 1) / kTile, tw = (g.Q + kTile - 1) / kTile, per_sample = th * tw;
+  const int64_t tiles = g.N * per_sample, hw = g.H * g.W, pq = g.P * g.Q, kc = g.K * g.C;
+  const int64_t ldc = (g.C + kLanes - 1) / kLanes * kLanes, groups = ldc / kLanes;
+  const int64_t nt = weight_chunk_tiles(g, tiles), ld = lane_stride(nt);
+  float* dU = scratch<4>(kPoints * kc + kLanes);  // [36][K, C] (+ the last lanes' overhang)
+  float* V = scratch<5>(kPoints * nt * ldc);      // [36][tiles, ldc]: the products' B, channels along rows
+  float* M = scratch<6>(kPoints * g.K * ld);      // [36][K, ld]: their A, tiles along rows
+  auto where = [&](int64_t i) {
+    const int64_t s = i / per_sample, r = i % per_sample;
+    return TilePos{s, r / tw * kTile - g.pad_h, r % tw * kTile - g.pad_w};
+  };
+#pragma omp parallel if (!omp_in_parallel())
+  for (int64_t t0 = 0; t0 < tiles; t0 += nt) {
+    const int64_t n = std::min(nt, tiles - t0), vtasks = n * groups, mtasks = g.K * ((n + kLanes - 1) / kLanes);
+    // V[xi][i, c] = (B^T d B)[xi] of tile i of channel c, 16 channels at once (lanes past C are zero);
+    // M[xi][k, i] = (A gY A^T)[xi] of gy's tile i of output channel k (gy zero outside P x Q, tiles past n zero).
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t task = 0; task < vtasks + mtasks; ++task) {
+      float d[kPoints * kLanes];
+      if (task < vtasks) {
+        const int64_t i = task / groups, c0 = task % groups * kLanes;
+        const TilePos p = where(t0 + i);
+        const bool inside = p.h0 >= 0 && p.h0 + 6 <= g.H && p.w0 >= 0 && p.w0 + 6 <= g.W;
+        for (int64_t l = 0; l < kLanes; ++l) {
+          if (c0 + l >= g.C) {
+            for (int64_t j = 0; j < kPoints; ++j) d[j * kLanes + l] = 0.0f;
+            continue;
+          }
+          const float* plane = x + (p.sample * g.C + c0 + l) * hw;
+          for (int64_t r = 0; r < 6; ++r)
+            for (int64_t s = 0; s < 6; ++s) {
+              const int64_t h = p.h0 + r, w = p.w0 + s;
+              d[(r * 6 + s) * kLanes + l] =
+                  inside || (h >= 0 && h < g.H && w >= 0 && w < g.W) ? plane[h * g.W + w] : 0.0f;
+            }
+        }
+        t.winograd.input(d, V + i * ldc + c0, nt * ldc);
+      } else {
+        const int64_t k = (task - vtasks) % g.K, l0 = (task - vtasks) / g.K * kLanes;
+        for (int64_t l = 0; l < kLanes; ++l) {
+          if (l0 + l >= n) {
+            for (int64_t j = 0; j < kTile * kTile; ++j) d[j * kLanes + l] = 0.0f;
+            continue;
+          }
+          const TilePos p = where(t0 + l0 + l);
+          const int64_t p0 = p.h0 + g.pad_h, q0 = p.w0 + g.pad_w;
+          const float* plane = gy + (p.sample * g.K + k) * pq;
+          for (int64_t a = 0; a < kTile; ++a)
+            for (int64_t b = 0; b < kTile; ++b)
+              d[(a * kTile + b) * kLanes + l] = p0 + a < g.P && q0 + b < g.Q ? plane[(p0 + a) * g.Q + q0 + b] : 0.0f;
+        }
+        t.winograd.output_grad(d, M + k * ld + l0, g.K * ld);
+      }
+    }
+    // dU[xi] (+)= M[xi] V[xi], one point per task: each dU[xi] sums its chunks in order whatever the threads.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t xi = 0; xi < kPoints; ++xi)
+      sgemm::gemm(sgemm::pack_a(M + xi * g.K * ld, ld, 1, g.K, n), V + xi * nt * ldc, ldc, g.C, dU + xi * kc, g.C,
+                  nullptr, t0 > 0);
+  }
+  // gw[k, c] = G^T dU[., k, c] G, 16 filters at once.
+  parallel_for((kc + kLanes - 1) / kLanes, [&](int64_t b, int64_t e) {
+    float out[9 * kLanes];
+    for (int64_t grp = b; grp < e; ++grp) {
+      const int64_t i0 = grp * kLanes, n = std::min(kLanes, kc - i0);
+      t.winograd.filter_grad(dU + i0, kc, out);
+      for (int64_t l = 0; l < n; ++l)
+        for (int64_t i = 0; i < 9; ++i) gw[(i0 + l) * 9 + i] = out[i * kLanes + l];
+    }
+  }, 64);
 }
 
 }  // namespace tapegrad::cpu
