@@ -122,7 +122,11 @@ bool use_winograd(const backend::Window2d& g) {
 
 bool use_winograd_weight(const backend::Window2d& g) {
   if (const std::optional<bool> f = forced(g)) return *f;
-  return g.C >= 64 && g.K >= 64 && g.P >= 8 && g.Q >= 8;
+  // Measured (the weight gradient alone, batch 32, 2 threads, AVX-512 and AVX2, shared machine): 1.3x to 1.6x
+  // faster on 64 and 128 channels on 32x32 to 8x8 planes, 2-3x on 256 and 512 channels on 8x8 and 4x4 (the
+  // direct one's products there are short), 1.3x to 2.6x on DenseNet-121's 128 to 32 channels on 32x32 to
+  // 4x4; 0.6x to 1x on ResNet-20's 16 and 32 channels.
+  return g.C >= 64 && g.K >= 32 && g.P >= 4 && g.Q >= 4;
 }
 
 void winograd_forward(const float* x, const float* w, const float* bias, const backend::Window2d& g, float* y) {
@@ -226,17 +230,19 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
         const int64_t i = task / groups, c0 = task % groups * kLanes;
         const TilePos p = where(t0 + i);
         const bool inside = p.h0 >= 0 && p.h0 + 6 <= g.H && p.w0 >= 0 && p.w0 + 6 <= g.W;
-        for (int64_t l = 0; l < kLanes; ++l) {
-          if (c0 + l >= g.C) {
-            for (int64_t j = 0; j < kPoints; ++j) d[j * kLanes + l] = 0.0f;
-            continue;
-          }
-          const float* plane = x + (p.sample * g.C + c0 + l) * hw;
+        const int64_t lanes = std::min(kLanes, g.C - c0);
+        const float* tile = x + (p.sample * g.C + c0) * hw + p.h0 * g.W + p.w0;  // channel c0's, at (h0, w0)
+        if (inside && lanes == kLanes) {
+          for (int64_t r = 0; r < 6; ++r)
+            for (int64_t s = 0; s < 6; ++s)
+              for (int64_t l = 0; l < kLanes; ++l) d[(r * 6 + s) * kLanes + l] = tile[l * hw + r * g.W + s];
+        } else {
           for (int64_t r = 0; r < 6; ++r)
             for (int64_t s = 0; s < 6; ++s) {
               const int64_t h = p.h0 + r, w = p.w0 + s;
-              d[(r * 6 + s) * kLanes + l] =
-                  inside || (h >= 0 && h < g.H && w >= 0 && w < g.W) ? plane[h * g.W + w] : 0.0f;
+              const bool in = h >= 0 && h < g.H && w >= 0 && w < g.W;
+              for (int64_t l = 0; l < kLanes; ++l)
+                d[(r * 6 + s) * kLanes + l] = in && l < lanes ? tile[l * hw + r * g.W + s] : 0.0f;
             }
         }
         t.winograd.input(d, V + i * ldc + c0, nt * ldc);
