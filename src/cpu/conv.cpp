@@ -303,9 +303,11 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, rs = g.R * g.S;
     if (g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S) {
       T* wt = scratch<T, 2>(g.K * crs);
-      for (int64_t k = 0; k < g.K; ++k)
-        for (int64_t c = 0; c < g.C; ++c)
-          for (int64_t i = 0; i < rs; ++i) wt[(c * g.K + k) * rs + (rs - 1 - i)] = pw[(k * g.C + c) * rs + i];
+      parallel_for(g.C, [&](int64_t c0, int64_t c1) {  // ResNet-34's 512 x 512: 2.4M scattered copies
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t i = 0; i < rs; ++i) wt[(c * g.K + k) * rs + (rs - 1 - i)] = pw[(k * g.C + c) * rs + i];
+      }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g.K * rs)));
       Window2d t = g;
       t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
       t.pad_h = g.R - 1 - g.pad_h, t.pad_w = g.S - 1 - g.pad_w;
@@ -373,13 +375,24 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
         });
         float* out = ptr<float>(gw);
         const int64_t ldk = row_stride(g.K);
-        for (int64_t k = 0; k < g.K; ++k)
-          for (int64_t d = 0; d < crs; ++d) {
-            float v = 0.0f;
-            for (float* part : partial)
-              if (part) v += part[d * ldk + k];
-            out[k * crs + d] = v;
+        // The partials summed into the first along its rows, then transposed by 16 x 16 blocks, parallel over
+        // blocks of 16 rows (ResNet-34's 256 x 512 stride 2: 2 partials of 1.2M, a fifth of its weight gradient
+        // when summed single-threaded down the columns). The sums are the same: p0 + p1 + ... in thread order.
+        std::vector<float*> parts;
+        for (float* part : partial)
+          if (part) parts.push_back(part);
+        parallel_for((crs + 15) / 16, [&](int64_t b, int64_t e) {
+          for (int64_t d0 = b * 16; d0 < std::min(crs, e * 16); d0 += 16) {
+            const int64_t d1 = std::min(crs, d0 + 16);
+            float* sum = parts[0];
+            for (size_t t = 1; t < parts.size(); ++t)
+              for (int64_t d = d0; d < d1; ++d)
+                for (int64_t k = 0; k < g.K; ++k) sum[d * ldk + k] += parts[t][d * ldk + k];
+            for (int64_t k0 = 0; k0 < g.K; k0 += 16)
+              for (int64_t k = k0; k < std::min(g.K, k0 + 16); ++k)
+                for (int64_t d = d0; d < d1; ++d) out[k * crs + d] = sum[d * ldk + k];
           }
+        }, std::max<int64_t>(1, kGrain / 16 / std::max<int64_t>(1, g.K)));
         return bias_gradient(pg, g, ptr<float>(gbias));
       }
     }
