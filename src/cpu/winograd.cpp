@@ -221,13 +221,15 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
   float* dU = scratch<4>(kPoints * kc + kLanes);  // [36][K, C] (+ the last lanes' overhang)
   float* V = scratch<5>(kPoints * nt * ldc);      // [36][tiles, ldc]: the products' B, channels along rows
   float* M = scratch<6>(kPoints * g.K * ld);      // [36][K, ld]: their A, tiles along rows
-  auto where = [&](int64_t i) {
-    const int64_t s = i / per_sample, r = i % per_sample;
-    return TilePos{s, r / tw * kTile - g.pad_h, r % tw * kTile - g.pad_w};
-  };
+  std::vector<TilePos> pos(static_cast<size_t>(nt));  // of the chunk's tiles
 #pragma omp parallel if (!omp_in_parallel())
   for (int64_t t0 = 0; t0 < tiles; t0 += nt) {
     const int64_t n = std::min(nt, tiles - t0), vtasks = n * groups, mtasks = g.K * ((n + kLanes - 1) / kLanes);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = (t0 + i) / per_sample, r = (t0 + i) % per_sample;
+      pos[static_cast<size_t>(i)] = {s, r / tw * kTile - g.pad_h, r % tw * kTile - g.pad_w};
+    }
     // V[xi][i, c] = (B^T d B)[xi] of tile i of channel c, 16 channels at once (lanes past C are zero);
     // M[xi][k, i] = (A gY A^T)[xi] of gy's tile i of output channel k (gy zero outside P x Q, tiles past n zero).
 #pragma omp for schedule(dynamic, 8)
@@ -235,7 +237,7 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
       float d[kPoints * kLanes];
       if (task < vtasks) {
         const int64_t i = task / groups, c0 = task % groups * kLanes;
-        const TilePos p = where(t0 + i);
+        const TilePos& p = pos[static_cast<size_t>(i)];
         const bool inside = p.h0 >= 0 && p.h0 + 6 <= g.H && p.w0 >= 0 && p.w0 + 6 <= g.W;
         const int64_t lanes = std::min(kLanes, g.C - c0);
         const float* tile = x + (p.sample * g.C + c0) * hw + p.h0 * g.W + p.w0;  // channel c0's, at (h0, w0)
@@ -260,7 +262,7 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
             for (int64_t j = 0; j < kTile * kTile; ++j) d[j * kLanes + l] = 0.0f;
             continue;
           }
-          const TilePos p = where(t0 + l0 + l);
+          const TilePos& p = pos[static_cast<size_t>(l0 + l)];
           const int64_t p0 = p.h0 + g.pad_h, q0 = p.w0 + g.pad_w;
           const float* plane = gy + (p.sample * g.K + k) * pq;
           for (int64_t a = 0; a < kTile; ++a)
