@@ -240,8 +240,9 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
         const TilePos& p = pos[static_cast<size_t>(i)];
         const bool inside = p.h0 >= 0 && p.h0 + 6 <= g.H && p.w0 >= 0 && p.w0 + 6 <= g.W;
         const int64_t lanes = std::min(kLanes, g.C - c0);
-        const float* tile = x + (p.sample * g.C + c0) * hw + p.h0 * g.W + p.w0;  // channel c0's, at (h0, w0)
+        const float* planes = x + (p.sample * g.C + c0) * hw;  // channel c0's
         if (inside && lanes == kLanes) {
+          const float* tile = planes + p.h0 * g.W + p.w0;
           for (int64_t r = 0; r < 6; ++r)
             for (int64_t s = 0; s < 6; ++s)
               for (int64_t l = 0; l < kLanes; ++l) d[(r * 6 + s) * kLanes + l] = tile[l * hw + r * g.W + s];
@@ -251,7 +252,7 @@ void winograd_backward_weight(const float* gy, const float* x, const backend::Wi
               const int64_t h = p.h0 + r, w = p.w0 + s;
               const bool in = h >= 0 && h < g.H && w >= 0 && w < g.W;
               for (int64_t l = 0; l < kLanes; ++l)
-                d[(r * 6 + s) * kLanes + l] = in && l < lanes ? tile[l * hw + r * g.W + s] : 0.0f;
+                d[(r * 6 + s) * kLanes + l] = in && l < lanes ? planes[l * hw + h * g.W + w] : 0.0f;
             }
         }
         t.winograd.input(d, V + i * ldc + c0, nt * ldc);
