@@ -48,6 +48,15 @@ std::pair<Tensor, Tensor> run(tg::ConvAlgorithm a, const Tensor& x, const Tensor
   return {y.detach(), xi.grad()};
 }
 
+// The weight and bias gradients (for gy) of a convolution with the given algorithm, in x's dtype.
+std::pair<Tensor, Tensor> run_weight(tg::ConvAlgorithm a, const Tensor& x, const Tensor& w, const Tensor& b,
+                                     int64_t pad, const Tensor& gy) {
+  AlgorithmGuard guard(a);
+  Tensor wi = w.detach().requires_grad_(true), bi = b.defined() ? b.detach().requires_grad_(true) : Tensor();
+  tg::conv2d(x, wi, bi, 1, pad).backward(gy.to(x.dtype()));
+  return {wi.grad(), bi.defined() ? bi.grad() : Tensor()};
+}
+
 }  // namespace
 
 // Measured (AVX-512 and AVX2, these shapes, batch 2, N(0, 1) data, weights scaled to keep outputs O(1)): max error
@@ -110,14 +119,20 @@ TEST_CASE("winograd f32 with two threads equals one thread") {
   if (!has_winograd()) return;  // the baseline's direct convolution (Eigen) makes no such promise
   AlgorithmGuard guard(tg::ConvAlgorithm::Winograd);
   tg::Generator g(18);
-  Tensor x = tg::randn({3, 64, 4, 4}, g), w = tg::randn({64, 64, 3, 3}, g);
+  Tensor x = tg::randn({3, 64, 4, 4}, g), w = tg::randn({64, 64, 3, 3}, g), gy = tg::randn({3, 64, 4, 4}, g);
   const int before = tg::num_threads();
+  auto results = [&] {  // the output and the weight gradient
+    Tensor wi = w.detach().requires_grad_(true), y = tg::conv2d(x, wi, Tensor(), 1, 1);
+    y.backward(gy);
+    return std::make_pair(y.to_vector(), wi.grad().to_vector());
+  };
   tg::set_num_threads(1);
-  auto one = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  const auto one = results();
   tg::set_num_threads(2);
-  auto two = tg::conv2d(x, w, Tensor(), 1, 1).to_vector();
+  const auto two = results();
   tg::set_num_threads(before);
-  CHECK(one == two);
+  CHECK(one.first == two.first);
+  CHECK(one.second == two.second);
 }
 
 // Run by tests/meson.build with TG_CONV=fast: the first conv_algorithm() and every later one throw, naming it.
@@ -127,4 +142,52 @@ TEST_CASE("an unknown TG_CONV is an error that names it" * doctest::skip(std::ge
   CHECK_THROWS_AS(tg::conv_algorithm(), tg::Error);
   tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);  // a choice in code replaces the variable
   CHECK(tg::conv_algorithm() == tg::ConvAlgorithm::Direct);
+}
+
+// The weight gradient sums over every tile of the batch (thousands of terms where forward sums 9 C), so its error
+// is measured against the rms of the f64 gradient, as above. A wrong coefficient in the adjoint transforms (A gY
+// A^T, G^T dU G) gives errors of the order of 1.
+TEST_CASE("winograd f32 weight gradient against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
+  tg::Generator g(19);
+  struct C { int64_t c, side; };
+  for (const C& c : {C{64, 32}, C{128, 16}, C{256, 8}, C{512, 4}}) {
+    CAPTURE(c.c);
+    Tensor x = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
+    Tensor w = tg::randn({c.c, c.c, 3, 3}, g, tg::DType::F64) * (1.0 / std::sqrt(9.0 * c.c));
+    Tensor gy = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
+    auto [gw64, gb64] = run_weight(tg::ConvAlgorithm::Direct, x, w, Tensor(), 1, gy);
+    Tensor x32 = x.to(tg::DType::F32), w32 = w.to(tg::DType::F32);
+    auto [gwd, gbd] = run_weight(tg::ConvAlgorithm::Direct, x32, w32, Tensor(), 1, gy);
+    auto [gww, gbw] = run_weight(tg::ConvAlgorithm::Winograd, x32, w32, Tensor(), 1, gy);
+    const double ed = max_error(gwd, gw64), ew = max_error(gww, gw64);
+    std::printf("  %4lldx%-4lld %3lldpx: max error / rms: weight gradient direct %.1e winograd %.1e\n",
+                static_cast<long long>(c.c), static_cast<long long>(c.c), static_cast<long long>(c.side), ed, ew);
+    CHECK(ew < 2e-4);
+    CHECK(ed < 2e-5);
+    if (has_winograd()) CHECK(gww.to_vector() != gwd.to_vector());  // Winograd did run
+  }
+}
+
+// Odd sizes as above (partial tiles, planes smaller than a tile, batch 1, channel counts that are not multiples
+// of the lanes), with the bias gradient beside; and more tiles than one chunk holds (1000 input channels: 64
+// tiles a chunk; 80 tiles) so that dU accumulates over chunks.
+TEST_CASE("winograd f32 weight gradient on odd shapes agrees with f64") {
+  tg::Generator g(20);
+  struct C { Shape x; int64_t k, pad; bool bias; };
+  for (const C& c : {C{{1, 3, 5, 7}, 5, 1, true}, C{{2, 17, 9, 11}, 19, 1, false}, C{{1, 8, 13, 6}, 33, 0, true},
+                     C{{3, 5, 6, 6}, 7, 2, true}, C{{2, 4, 1, 1}, 3, 1, false}, C{{1, 1, 3, 3}, 1, 0, true},
+                     C{{5, 24, 7, 10}, 40, 1, true}, C{{5, 1000, 15, 15}, 17, 1, false}}) {
+    CAPTURE(c.x);
+    CAPTURE(c.k);
+    CAPTURE(c.pad);
+    Tensor x = tg::randn(c.x, g, tg::DType::F64), w = tg::randn({c.k, c.x[1], 3, 3}, g, tg::DType::F64);
+    Tensor b = c.bias ? tg::randn({c.k}, g, tg::DType::F64) : Tensor();
+    const int64_t p = c.x[2] + 2 * c.pad - 2, q = c.x[3] + 2 * c.pad - 2;
+    Tensor gy = tg::randn({c.x[0], c.k, p, q}, g, tg::DType::F64);
+    auto [gw64, gb64] = run_weight(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
+    auto [gw32, gb32] = run_weight(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
+                                   c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
+    CHECK(max_error(gw32, gw64) < 2e-4);
+    if (c.bias) CHECK(max_error(gb32, gb64) < 1e-5);
+  }
 }

@@ -1,6 +1,7 @@
 // The CIFAR models' training step (zero_grad, forward, cross-entropy, backward, SGD-momentum step with weight
 // decay 5e-4, as ../shared/bench/cnn_step.py) on random 32x32 images, and the peak resident memory of the
-// process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s,
+// process; with --layers, forward and forward+backward of every distinct convolution of a model, in GFLOP/s
+// (and the time of each phase: forward, data gradient, weight gradient, each backward timed with the other off),
 // and of its batch norms (+ residual + ReLU) fused and apart. --unfused also times each model's step with
 // batch norm, add and ReLU as separate ops (BatchNorm2d::fuse = false), in the same process, blocks of the two
 // interleaved. One JSON line like bench_mlp's.
@@ -105,19 +106,33 @@ bench::json bench_layers(const std::string& model, int64_t batch, int repeats, c
       w.zero_grad();
       tg::conv2d(x, w, tg::Tensor(), s.stride, pad).backward(gy);
     };
+    auto one_grad = [&](tg::Tensor& leaf, tg::Tensor& other) {  // forward and the backward pass of one input
+      leaf.zero_grad();
+      other.requires_grad_(false);
+      tg::conv2d(x, w, tg::Tensor(), s.stride, pad).backward(gy);
+      other.requires_grad_(true);
+    };
+    auto data = [&] { one_grad(x, w); };
+    auto weight = [&] { one_grad(w, x); };
     const auto f = bench::time_blocks(fwd, repeats, 2, 0.2), t = bench::time_blocks(train, repeats, 2, 0.2);
+    const auto fd = bench::time_blocks(data, repeats, 2, 0.2), fw = bench::time_blocks(weight, repeats, 2, 0.2);
+    // The phases: forward, data gradient (forward + it, less forward), weight gradient (likewise), in ms.
+    const double ms_f = 1e3 * bench::median(f), ms_d = 1e3 * bench::median(fd) - ms_f,
+                 ms_w = 1e3 * bench::median(fw) - ms_f;
     const std::string id = model + "_conv_" + shape + "_b" + std::to_string(batch);
     bench::json r = bench::summarize(id, t, {{"train_GFLOP_per_s", 3 * flop / 1e9}},
                                      {{"model", model}, {"c", s.c}, {"k", s.k}, {"kernel", s.r}, {"stride", s.stride},
                                       {"side", s.side}, {"batch", batch}, {"count", s.count}});
     r["fwd_GFLOP_per_s"] = {{"median", flop / 1e9 / bench::median(f)}};
+    r["phase_ms"] = {{"forward", ms_f}, {"data", ms_d}, {"weight", ms_w}};
     results.push_back(r);
     total_fwd += s.count * bench::median(f);
     total_train += s.count * bench::median(t);
     flop_fwd += s.count * flop;
     bench::progress(id + " (x" + std::to_string(s.count) + "): forward " +
                     std::to_string(int(flop / 1e9 / bench::median(f))) + " GFLOP/s, forward+backward " +
-                    std::to_string(int(3 * flop / 1e9 / bench::median(t))) + " GFLOP/s");
+                    std::to_string(int(3 * flop / 1e9 / bench::median(t))) + " GFLOP/s; ms forward " +
+                    std::to_string(ms_f) + ", data " + std::to_string(ms_d) + ", weight " + std::to_string(ms_w));
   }
   // The batch norms at the end of each block: relu(bn(x) + residual), x [batch, k, side, side], forward and
   // backward, as the fused op and as batch_norm, add, relu (the rest of a step's batch norms are like these).

@@ -59,11 +59,15 @@ struct Math {
 // The elementwise transforms of Winograd's F(4x4, 3x3) convolution (src/cpu/winograd.cpp), on 16 tiles at once, tile
 // l in lane l of rows of 16 floats (6x6 = 36 transformed points xi): the input tile d [36][16] to v[xi vs + l]
 // = (B^T d B)[xi]; the filter g [9][16] to u[xi us + l] = (G g G^T)[xi]; the products m[xi ms + l] to the outputs
-// y [16][16] = A^T m A. All nullptr at the baseline level (no micro-kernel for the products either).
+// y [16][16] = A^T m A. The weight gradient's adjoints: the output gradient y [16][16] to m[xi ms + l] = (A y A^T)[xi],
+// and the transformed filter gradient u[xi us + l] to g [9][16] = G^T u G. All nullptr at the baseline level (no
+// micro-kernel for the products either).
 struct Winograd {
   void (*input)(const float* d, float* v, int64_t vs) = nullptr;
   void (*filter)(const float* g, float* u, int64_t us) = nullptr;
   void (*output)(const float* m, int64_t ms, float* y) = nullptr;
+  void (*output_grad)(const float* y, float* m, int64_t ms) = nullptr;
+  void (*filter_grad)(const float* u, int64_t us, float* g) = nullptr;
 };
 
 // One level's kernels: sgemm's general one (A packed on every call: linear layers, the LSTM), and its packed-A

@@ -12,8 +12,16 @@ namespace tapegrad::cpu {
 // tapegrad::Error for an unknown TG_CONV.
 bool use_winograd(const backend::Window2d& g);
 
+// True when conv2d_backward_weight runs winograd_backward_weight for this (forward) geometry: as use_winograd, on
+// the geometries where the weight gradient measured faster than the direct one.
+bool use_winograd_weight(const backend::Window2d& g);
+
 // y [N, K, P, Q] = the convolution of x [N, C, H, W] with w [K, C, 3, 3] (+ bias [K] when not nullptr), stride 1,
 // padding g.pad_h, g.pad_w, as conv2d_forward.
 void winograd_forward(const float* x, const float* w, const float* bias, const backend::Window2d& g, float* y);
+
+// gw [K, C, 3, 3] = the weight gradient of that convolution for its output gradient gy [N, K, P, Q] and input x
+// (the bias gradient is the caller's). The results do not depend on the thread count.
+void winograd_backward_weight(const float* gy, const float* x, const backend::Window2d& g, float* gw);
 
 }  // namespace tapegrad::cpu
