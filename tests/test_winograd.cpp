@@ -191,3 +191,32 @@ TEST_CASE("winograd f32 weight gradient on odd shapes agrees with f64") {
     if (c.bias) CHECK(max_error(gb32, gb64) < 1e-5);
   }
 }
+
+TEST_CASE("cpu_conv_flops counts the direct products, or Winograd's 36 per 4x4 tile where it runs") {
+  // 3x3 stride 1 on 10x10 planes (3x3 tiles of outputs), 64 -> 96 channels, batch 2.
+  const tg::Shape x{2, 64, 10, 10}, w{96, 64, 3, 3};
+  const double direct = 2.0 * 96 * 64 * 9 * 2 * 10 * 10, winograd = 2.0 * 96 * 64 * 36 * 2 * 3 * 3;
+  {
+    AlgorithmGuard g(tg::ConvAlgorithm::Direct);
+    const tg::ConvFlops f = tg::cpu_conv_flops(x, w, 1, 1);
+    CHECK(f.forward == direct);
+    CHECK(f.data == direct);
+    CHECK(f.weight == direct);
+  }
+  {
+    AlgorithmGuard g(tg::ConvAlgorithm::Winograd);
+    const tg::ConvFlops f = tg::cpu_conv_flops(x, w, 1, 1);
+    const double expected = has_winograd() ? winograd : direct;
+    CHECK(f.forward == expected);
+    CHECK(f.data == expected);  // the data gradient: 96 -> 64 channels on the same 10x10 planes
+    CHECK(f.weight == expected);
+    // Stride 2 and 1x1 stay direct: 2 K C R S per output.
+    const tg::ConvFlops s2 = tg::cpu_conv_flops(x, w, 2, 1);
+    CHECK(s2.forward == 2.0 * 96 * 64 * 9 * 2 * 5 * 5);
+    const tg::ConvFlops one = tg::cpu_conv_flops(x, {96, 64, 1, 1}, 1, 0);
+    CHECK(one.weight == 2.0 * 96 * 64 * 2 * 10 * 10);
+  }
+  CHECK_THROWS_WITH_AS(tg::cpu_conv_flops(x, {96, 32, 3, 3}, 1, 1),
+                       doctest::Contains("cpu_conv_flops: input [2, 64, 10, 10] and weight [96, 32, 3, 3]"),
+                       tg::Error);
+}

@@ -178,4 +178,12 @@ int num_threads();
 // lacks, throws an Error).
 const char* cpu_isa();
 
+// The FLOPs a f32 convolution of x [N, C, H, W] with w [K, C, R, S] executes on the CPU at this level, per pass:
+// 2 K C R S per output for the direct products, 36 products of 2 K C per 4x4 output tile where Winograd runs
+// (the transforms not counted). For benchmarks: the fraction of the FMA peak a convolution really uses.
+struct ConvFlops {
+  double forward = 0, data = 0, weight = 0;  // forward, data gradient, weight gradient
+};
+ConvFlops cpu_conv_flops(const Shape& x, const Shape& w, int64_t stride, int64_t padding);
+
 }  // namespace tapegrad

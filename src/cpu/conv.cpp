@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../internal.hpp"
+#include "tapegrad/ops.hpp"
 #include "cpu.hpp"
 #include "sgemm.hpp"
 #include "parallel.hpp"
@@ -281,6 +282,20 @@ void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* p
 
 }  // namespace
 
+// The stride-1 data gradient of g as a convolution: gy [N, K, P, Q] with the flipped, transposed weights
+// [C, K, R, S], padding R-1-pad, into gx [N, C, H, W].
+Window2d transposed(const Window2d& g) {
+  Window2d t = g;
+  t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
+  t.pad_h = g.R - 1 - g.pad_h, t.pad_w = g.S - 1 - g.pad_w;
+  t.P = g.H, t.Q = g.W;
+  return t;
+}
+
+bool data_grad_is_convolution(const Window2d& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S;
+}
+
 // ---- convolution ----------------------------------------------------------------------------
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Window2d& g, Tensor& y) {
@@ -301,17 +316,14 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Window2d& g,
     const T* pw = ptr<T>(w);
     T* px = ptr<T>(gx);
     const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, rs = g.R * g.S;
-    if (g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S) {
+    if (data_grad_is_convolution(g)) {
       T* wt = scratch<T, 2>(g.K * crs);
       parallel_for(g.C, [&](int64_t c0, int64_t c1) {  // ResNet-34's 512 x 512: 2.4M scattered copies
         for (int64_t c = c0; c < c1; ++c)
           for (int64_t k = 0; k < g.K; ++k)
             for (int64_t i = 0; i < rs; ++i) wt[(c * g.K + k) * rs + (rs - 1 - i)] = pw[(k * g.C + c) * rs + i];
       }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g.K * rs)));
-      Window2d t = g;
-      t.C = g.K, t.H = g.P, t.W = g.Q, t.K = g.C;
-      t.pad_h = g.R - 1 - g.pad_h, t.pad_w = g.S - 1 - g.pad_w;
-      t.P = g.H, t.Q = g.W;
+      const Window2d t = transposed(g);
       if constexpr (std::is_same_v<T, float>)
         if (use_winograd(t)) return winograd_forward(pg, wt, nullptr, t, px);
       conv_forward<T>(pg, wt, nullptr, t, px);
@@ -742,3 +754,29 @@ void avg_pool2d_backward(const Tensor& gy, const Window2d& g, Tensor& gx) {
 }
 
 }  // namespace tapegrad::cpu
+
+namespace tapegrad {
+
+ConvFlops cpu_conv_flops(const Shape& x, const Shape& w, int64_t stride, int64_t padding) {
+  TG_CHECK(x.size() == 4 && w.size() == 4 && x[1] == w[1] && stride >= 1 && padding >= 0 &&
+               x[2] + 2 * padding >= w[2] && x[3] + 2 * padding >= w[3],
+           "cpu_conv_flops: input ", x, " and weight ", w, " (stride ", stride, ", padding ", padding,
+           ") are not a convolution (expected [N, C, H, W] and [K, C, R, S] that fits)");
+  cpu::Window2d g;
+  g.N = x[0], g.C = x[1], g.H = x[2], g.W = x[3], g.K = w[0], g.R = w[2], g.S = w[3];
+  g.stride_h = g.stride_w = stride, g.pad_h = g.pad_w = padding;
+  g.P = (g.H + 2 * padding - g.R) / stride + 1, g.Q = (g.W + 2 * padding - g.S) / stride + 1;
+  // Direct: 2 K C R S multiply-adds per output; Winograd: 36 products of 2 K C per 4x4 tile of outputs.
+  const auto direct = [](const cpu::Window2d& v) { return 2.0 * v.K * v.C * v.R * v.S * v.N * v.P * v.Q; };
+  const auto winograd = [](const cpu::Window2d& v) {
+    return 2.0 * v.K * v.C * 36 * v.N * ((v.P + 3) / 4) * ((v.Q + 3) / 4);
+  };
+  ConvFlops f;
+  f.forward = cpu::use_winograd(g) ? winograd(g) : direct(g);
+  const bool conv = cpu::data_grad_is_convolution(g);
+  f.data = conv && cpu::use_winograd(cpu::transposed(g)) ? winograd(cpu::transposed(g)) : direct(g);
+  f.weight = cpu::use_winograd_weight(g) ? winograd(g) : direct(g);
+  return f;
+}
+
+}  // namespace tapegrad
