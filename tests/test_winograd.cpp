@@ -147,7 +147,7 @@ TEST_CASE("an unknown TG_CONV is an error that names it" * doctest::skip(std::ge
 // The weight gradient sums over every tile of the batch (thousands of terms where forward sums 9 C), so its error
 // is measured against the rms of the f64 gradient, as above. A wrong coefficient in the adjoint transforms (A gY
 // A^T, G^T dU G) gives errors of the order of 1.
-TEST_CASE("winograd f32 weight gradient against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
+TEST_CASE("winograd f32 weight gradient against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside direct f32") {
   tg::Generator g(19);
   struct C { int64_t c, side; };
   for (const C& c : {C{64, 32}, C{128, 16}, C{256, 8}, C{512, 4}}) {

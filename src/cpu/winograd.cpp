@@ -63,6 +63,17 @@ int64_t chunk_tiles(const backend::Window2d& g, int64_t tiles) {
   return std::min(fit, std::max(kLanes, share));
 }
 
+// Tiles per chunk of the weight gradient: its V and M of all 36 points take about 8 MiB (both cores' L2 and
+// some L3 on the machine measured: each product reads what another thread may have transformed), at least 64
+// tiles (the products' depth: each chunk reads and writes dU once) and a multiple of the lanes. Not the thread
+// count: the chunks, and so the sums, are the same for any.
+int64_t weight_chunk_tiles(const backend::Window2d& g, int64_t tiles) {
+  const int64_t ldc = (g.C + kLanes - 1) / kLanes * kLanes;
+  const int64_t per_tile = kPoints * (ldc + g.K) * static_cast<int64_t>(sizeof(float));
+  const int64_t fit = std::max<int64_t>(64, (8 << 20) / per_tile / kLanes * kLanes);
+  return std::min(fit, (tiles + kLanes - 1) / kLanes * kLanes);
+}
+
 // The row stride of a chunk's buffers: a multiple of the lanes, not of 128 bytes (see conv.cpp's row_stride).
 int64_t lane_stride(int64_t n) {
   const int64_t ld = (n + kLanes - 1) / kLanes * kLanes;
@@ -200,16 +211,6 @@ void winograd_forward(const float* x, const float* w, const float* bias, const b
       }
     }
   }
-}
-
-// Tiles per chunk of the weight gradient: its V and M of all 36 points take about 8 MiB (both cores' L2 and
-// some L3 on the machine measured: each product reads what another thread may have transformed), at least 64
-// tiles (the products' depth: each chunk reads and writes dU once) and a multiple of the lanes. Not the thread
-// count: the chunks, and so the sums, are the same for any.
-int64_t weight_chunk_tiles(const backend::Window2d& g, int64_t tiles) {
-  const int64_t per_tile = kPoints * ((g.C + kLanes - 1) / kLanes * kLanes + g.K) * static_cast<int64_t>(sizeof(float));
-  const int64_t fit = std::max<int64_t>(64, (8 << 20) / per_tile / kLanes * kLanes);
-  return std::min(fit, (tiles + kLanes - 1) / kLanes * kLanes);
 }
 
 void winograd_backward_weight(const float* gy, const float* x, const backend::Window2d& g, float* gw) {
