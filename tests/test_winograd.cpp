@@ -38,23 +38,17 @@ double max_error(const Tensor& a, const Tensor& ref) {
   return worst / std::sqrt(sq / static_cast<double>(vr.size()));
 }
 
-// The output and the data gradient (for gy) of a convolution with the given algorithm, in x's dtype.
-std::pair<Tensor, Tensor> run(tg::ConvAlgorithm a, const Tensor& x, const Tensor& w, const Tensor& b, int64_t pad,
-                              const Tensor& gy) {
+// A convolution's output and its data, weight and bias gradients (for gy) with the given algorithm, in x's dtype.
+struct Run {
+  Tensor y, gx, gw, gb;
+};
+Run run(tg::ConvAlgorithm a, const Tensor& x, const Tensor& w, const Tensor& b, int64_t pad, const Tensor& gy) {
   AlgorithmGuard guard(a);
-  Tensor xi = x.detach().requires_grad_(true);
-  Tensor y = tg::conv2d(xi, w, b, 1, pad);
+  Tensor xi = x.detach().requires_grad_(true), wi = w.detach().requires_grad_(true);
+  Tensor bi = b.defined() ? b.detach().requires_grad_(true) : Tensor();
+  Tensor y = tg::conv2d(xi, wi, bi, 1, pad);
   y.backward(gy.to(x.dtype()));
-  return {y.detach(), xi.grad()};
-}
-
-// The weight and bias gradients (for gy) of a convolution with the given algorithm, in x's dtype.
-std::pair<Tensor, Tensor> run_weight(tg::ConvAlgorithm a, const Tensor& x, const Tensor& w, const Tensor& b,
-                                     int64_t pad, const Tensor& gy) {
-  AlgorithmGuard guard(a);
-  Tensor wi = w.detach().requires_grad_(true), bi = b.defined() ? b.detach().requires_grad_(true) : Tensor();
-  tg::conv2d(x, wi, bi, 1, pad).backward(gy.to(x.dtype()));
-  return {wi.grad(), bi.defined() ? bi.grad() : Tensor()};
+  return {y.detach(), xi.grad(), wi.grad(), bi.defined() ? bi.grad() : Tensor()};
 }
 
 }  // namespace
@@ -64,6 +58,9 @@ std::pair<Tensor, Tensor> run_weight(tg::ConvAlgorithm a, const Tensor& x, const
 // to 1.5e-6 for the direct f32 products (F(4x4, 3x3)'s transforms multiply by up to 8 and 5: about 20-30x the
 // direct error, as reported for it elsewhere). The bound 2e-4 leaves 4x; a wrong transform matrix gives errors
 // of the order of 1.
+// The weight gradient sums over every tile of the batch (thousands of terms where forward sums 9 C): its error is
+// measured the same way (1.6e-5 to 3.2e-5 measured); a wrong coefficient in its adjoint transforms (A gY A^T,
+// G^T dU G) gives errors of the order of 1 too.
 TEST_CASE("winograd f32 error against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside the direct f32") {
   tg::Generator g(16);
   struct C { int64_t c, side; };
@@ -73,32 +70,40 @@ TEST_CASE("winograd f32 error against f64 on (CIFAR) ResNet-34's 3x3 stride-1 sh
     Tensor w = tg::randn({c.c, c.c, 3, 3}, g, tg::DType::F64) * (1.0 / std::sqrt(9.0 * c.c));
     Tensor b = tg::randn({c.c}, g, tg::DType::F64);
     Tensor gy = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
-    auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, 1, gy);
+    const Run r64 = run(tg::ConvAlgorithm::Direct, x, w, b, 1, gy);
     Tensor x32 = x.to(tg::DType::F32), w32 = w.to(tg::DType::F32), b32 = b.to(tg::DType::F32);
-    auto [yd, gxd] = run(tg::ConvAlgorithm::Direct, x32, w32, b32, 1, gy);
-    auto [yw, gxw] = run(tg::ConvAlgorithm::Winograd, x32, w32, b32, 1, gy);
-    const double fd = max_error(yd, y64), fw = max_error(yw, y64), bd = max_error(gxd, gx64),
-                 bw = max_error(gxw, gx64);
-    std::printf("  %4lldx%-4lld %3lldpx: max error / rms: forward direct %.1e winograd %.1e, data gradient direct "
-                "%.1e winograd %.1e\n",
+    const Run d = run(tg::ConvAlgorithm::Direct, x32, w32, b32, 1, gy);
+    const Run wi = run(tg::ConvAlgorithm::Winograd, x32, w32, b32, 1, gy);
+    const double fd = max_error(d.y, r64.y), fw = max_error(wi.y, r64.y), bd = max_error(d.gx, r64.gx),
+                 bw = max_error(wi.gx, r64.gx), ed = max_error(d.gw, r64.gw), ew = max_error(wi.gw, r64.gw);
+    std::printf("  %4lldx%-4lld %3lldpx: max error / rms, direct / winograd: forward %.1e / %.1e, data gradient "
+                "%.1e / %.1e, weight gradient %.1e / %.1e\n",
                 static_cast<long long>(c.c), static_cast<long long>(c.c), static_cast<long long>(c.side), fd, fw, bd,
-                bw);
+                bw, ed, ew);
     CHECK(fw < 2e-4);
     CHECK(bw < 2e-4);
+    CHECK(ew < 2e-4);
     CHECK(fd < 2e-5);
     CHECK(bd < 2e-5);
-    if (has_winograd()) CHECK(yw.to_vector() != yd.to_vector());  // Winograd did run
+    CHECK(ed < 2e-5);
+    if (has_winograd()) {  // Winograd did run
+      CHECK(wi.y.to_vector() != d.y.to_vector());
+      CHECK(wi.gx.to_vector() != d.gx.to_vector());
+      CHECK(wi.gw.to_vector() != d.gw.to_vector());
+    }
   }
 }
 
 // Odd sizes: planes that are not multiples of the 4x4 tiles (and smaller than one), batch 1, channel counts
-// that are not multiples of the lanes or the kernel's rows, padding 0 to 2, with and without bias.
-TEST_CASE("winograd f32 forward and data gradient on odd shapes agree with f64") {
+// that are not multiples of the lanes or the kernel's rows, padding 0 to 2, with and without bias; and more tiles
+// than one chunk of the weight gradient holds (1000 input channels: 64 tiles a chunk; 80 tiles) so that dU
+// accumulates over chunks.
+TEST_CASE("winograd f32 forward, data and weight gradients on odd shapes agree with f64") {
   tg::Generator g(17);
   struct C { Shape x; int64_t k, pad; bool bias; };
   for (const C& c : {C{{1, 3, 5, 7}, 5, 1, true}, C{{2, 17, 9, 11}, 19, 1, false}, C{{1, 8, 13, 6}, 33, 0, true},
                      C{{3, 5, 6, 6}, 7, 2, true}, C{{2, 4, 1, 1}, 3, 1, false}, C{{1, 1, 3, 3}, 1, 0, true},
-                     C{{5, 24, 7, 10}, 40, 1, true}}) {
+                     C{{5, 24, 7, 10}, 40, 1, true}, C{{5, 1000, 15, 15}, 17, 1, false}}) {
     CAPTURE(c.x);
     CAPTURE(c.k);
     CAPTURE(c.pad);
@@ -106,11 +111,13 @@ TEST_CASE("winograd f32 forward and data gradient on odd shapes agree with f64")
     Tensor b = c.bias ? tg::randn({c.k}, g, tg::DType::F64) : Tensor();
     const int64_t p = c.x[2] + 2 * c.pad - 2, q = c.x[3] + 2 * c.pad - 2;
     Tensor gy = tg::randn({c.x[0], c.k, p, q}, g, tg::DType::F64);
-    auto [y64, gx64] = run(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
-    auto [y32, gx32] = run(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
-                           c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
-    CHECK(max_error(y32, y64) < 2e-4);
-    CHECK(max_error(gx32, gx64) < 2e-4);
+    const Run r64 = run(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
+    const Run r32 = run(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
+                        c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
+    CHECK(max_error(r32.y, r64.y) < 2e-4);
+    CHECK(max_error(r32.gx, r64.gx) < 2e-4);
+    CHECK(max_error(r32.gw, r64.gw) < 2e-4);
+    if (c.bias) CHECK(max_error(r32.gb, r64.gb) < 1e-5);
   }
 }
 
@@ -142,54 +149,6 @@ TEST_CASE("an unknown TG_CONV is an error that names it" * doctest::skip(std::ge
   CHECK_THROWS_AS(tg::conv_algorithm(), tg::Error);
   tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);  // a choice in code replaces the variable
   CHECK(tg::conv_algorithm() == tg::ConvAlgorithm::Direct);
-}
-
-// The weight gradient sums over every tile of the batch (thousands of terms where forward sums 9 C), so its error
-// is measured against the rms of the f64 gradient, as above. A wrong coefficient in the adjoint transforms (A gY
-// A^T, G^T dU G) gives errors of the order of 1.
-TEST_CASE("winograd f32 weight gradient against f64 on (CIFAR) ResNet-34's 3x3 stride-1 shapes, beside direct f32") {
-  tg::Generator g(19);
-  struct C { int64_t c, side; };
-  for (const C& c : {C{64, 32}, C{128, 16}, C{256, 8}, C{512, 4}}) {
-    CAPTURE(c.c);
-    Tensor x = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
-    Tensor w = tg::randn({c.c, c.c, 3, 3}, g, tg::DType::F64) * (1.0 / std::sqrt(9.0 * c.c));
-    Tensor gy = tg::randn({2, c.c, c.side, c.side}, g, tg::DType::F64);
-    auto [gw64, gb64] = run_weight(tg::ConvAlgorithm::Direct, x, w, Tensor(), 1, gy);
-    Tensor x32 = x.to(tg::DType::F32), w32 = w.to(tg::DType::F32);
-    auto [gwd, gbd] = run_weight(tg::ConvAlgorithm::Direct, x32, w32, Tensor(), 1, gy);
-    auto [gww, gbw] = run_weight(tg::ConvAlgorithm::Winograd, x32, w32, Tensor(), 1, gy);
-    const double ed = max_error(gwd, gw64), ew = max_error(gww, gw64);
-    std::printf("  %4lldx%-4lld %3lldpx: max error / rms: weight gradient direct %.1e winograd %.1e\n",
-                static_cast<long long>(c.c), static_cast<long long>(c.c), static_cast<long long>(c.side), ed, ew);
-    CHECK(ew < 2e-4);
-    CHECK(ed < 2e-5);
-    if (has_winograd()) CHECK(gww.to_vector() != gwd.to_vector());  // Winograd did run
-  }
-}
-
-// Odd sizes as above (partial tiles, planes smaller than a tile, batch 1, channel counts that are not multiples
-// of the lanes), with the bias gradient beside; and more tiles than one chunk holds (1000 input channels: 64
-// tiles a chunk; 80 tiles) so that dU accumulates over chunks.
-TEST_CASE("winograd f32 weight gradient on odd shapes agrees with f64") {
-  tg::Generator g(20);
-  struct C { Shape x; int64_t k, pad; bool bias; };
-  for (const C& c : {C{{1, 3, 5, 7}, 5, 1, true}, C{{2, 17, 9, 11}, 19, 1, false}, C{{1, 8, 13, 6}, 33, 0, true},
-                     C{{3, 5, 6, 6}, 7, 2, true}, C{{2, 4, 1, 1}, 3, 1, false}, C{{1, 1, 3, 3}, 1, 0, true},
-                     C{{5, 24, 7, 10}, 40, 1, true}, C{{5, 1000, 15, 15}, 17, 1, false}}) {
-    CAPTURE(c.x);
-    CAPTURE(c.k);
-    CAPTURE(c.pad);
-    Tensor x = tg::randn(c.x, g, tg::DType::F64), w = tg::randn({c.k, c.x[1], 3, 3}, g, tg::DType::F64);
-    Tensor b = c.bias ? tg::randn({c.k}, g, tg::DType::F64) : Tensor();
-    const int64_t p = c.x[2] + 2 * c.pad - 2, q = c.x[3] + 2 * c.pad - 2;
-    Tensor gy = tg::randn({c.x[0], c.k, p, q}, g, tg::DType::F64);
-    auto [gw64, gb64] = run_weight(tg::ConvAlgorithm::Direct, x, w, b, c.pad, gy);
-    auto [gw32, gb32] = run_weight(tg::ConvAlgorithm::Winograd, x.to(tg::DType::F32), w.to(tg::DType::F32),
-                                   c.bias ? b.to(tg::DType::F32) : Tensor(), c.pad, gy);
-    CHECK(max_error(gw32, gw64) < 2e-4);
-    if (c.bias) CHECK(max_error(gb32, gb64) < 1e-5);
-  }
 }
 
 TEST_CASE("cpu_conv_flops counts the direct products, or Winograd's 36 per 4x4 tile where it runs") {
