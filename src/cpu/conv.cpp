@@ -257,14 +257,75 @@ const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, in
   return G;
 }
 
+// ---- the column buffer of a stride-1 convolution, read from its framed input (never built) ---------------
+//
+// The frame of a chunk of m samples holds each channel's m planes one under another, in rows of Wp = W + pw
+// (pw zeros, then the W values), each plane after ph zero rows and ph more after the last (then one spare row).
+// Output pixel (j, p, q) of the chunk is then "virtual column" v = (j Hs + p) Wp + q (Hs = H + ph), and the
+// column-buffer entry col[(c R + r) S + s, that pixel] is frame[c Fp + r Wp + s + v]: row d of the column
+// buffer is the frame read from offset rows[d] (a row's overhang lands in the next row's pw zeros, a plane's in
+// the ph zero rows below it). The micro-kernel reads those rows in place (forward and the data gradient), or the
+// weight gradient's pack gathers them: the frame is one copy of the input where im2col writes R S of them.
+// The L virtual columns include Wp - Q per output row and (Hs - P) Wp per plane that are no pixel: computed,
+// then dropped (the forward), or skipped (the pack). Needs pad_h < R and pad_w < S (then P <= Hs, Q <= Wp).
+struct Frame {
+  int64_t Wp, Hs, Fp, L;
+  Frame(const Window2d& g, int64_t m)
+      : Wp(g.W + g.pad_w), Hs(g.H + g.pad_h), Fp((m * Hs + g.pad_h + 1) * Wp), L(((m - 1) * Hs + g.P - 1) * Wp + g.Q) {}
+};
+
+// True when the f32 products of this convolution read its framed input (stride 1, a kernel larger than 1x1,
+// padding below the kernel's size, a level with a micro-kernel).
+bool use_frame(const Window2d& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.R * g.S > 1 && g.pad_h < g.R && g.pad_w < g.S &&
+         sgemm::available() && sgemm::packed_kernel().micro_rows;
+}
+
+// frame [C, Fp] of samples n0 .. n0+m of x; rows [CRS] = the offset of each column-buffer row in it.
+void frame_input(const float* px, const Window2d& g, const Frame& f, int64_t n0, int64_t m, float* frame,
+                 int64_t* rows) {
+  const int64_t hw = g.H * g.W;
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* out = frame + c * f.Fp;
+    for (int64_t j = 0; j < m; ++j) {
+      const float* in = px + ((n0 + j) * g.C + c) * hw;
+      std::fill(out, out + g.pad_h * f.Wp, 0.0f);
+      out += g.pad_h * f.Wp;
+      for (int64_t h = 0; h < g.H; ++h, out += f.Wp) {
+        std::fill(out, out + g.pad_w, 0.0f);
+        std::copy_n(in + h * g.W, g.W, out + g.pad_w);
+      }
+    }
+    std::fill(out, frame + (c + 1) * f.Fp, 0.0f);
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) rows[(c * g.R + r) * g.S + s] = c * f.Fp + r * f.Wp + s;
+  }
+}
+
 // y [N,K,P,Q] = w [K, CRS] im2col(x) + bias, chunk by chunk: col [CRS, m PQ] holds the chunk's samples
 // side by side, Y [K, m PQ] their outputs, copied into y's planes (a single sample's product writes y).
+// f32 with a micro-kernel and use_frame: col is read from the chunk's frame, Y [K, L] has its virtual columns.
 template <class T>
 void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
   const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
   const ConvWeights<T> W(pw, crs, 1, g.K, crs);
   for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
     const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+    if constexpr (std::is_same_v<T, float>)
+      if (W.packed && use_frame(g)) {
+        const Frame f(g, m);
+        float* frame = scratch<float, 0>(g.C * f.Fp);
+        int64_t* rows = scratch<int64_t, 0>(crs);
+        frame_input(px, g, f, n0, m, frame, rows);
+        const int64_t ldo = row_stride(f.L);
+        float* out = scratch<float, 1>(g.K * ldo);
+        sgemm::gemm(*W.packed, frame, rows, f.L, out, ldo, pb);
+        for (int64_t j = 0; j < m; ++j)
+          for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t p = 0; p < g.P; ++p)
+              std::copy_n(out + k * ldo + (j * f.Hs + p) * f.Wp, g.Q, py + (((n0 + j) * g.K + k) * g.P + p) * g.Q);
+        return;
+      }
     const T* cols = columns(px, g, n0, m, ld);
     if (m == 1) {
       W.times(cols, ld, L, py + n0 * g.K * pq, pq, pb);
@@ -347,7 +408,19 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           for (int64_t l0 = 0; l0 < L; l0 += 16)
             for (int64_t k = 0; k < g.K; ++k)
               for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
-          const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          sgemm::PackedA A;
+          if (use_frame(g)) {  // col gathered from the frame, output row by output row
+            const Frame f(g, m);
+            float* frame = scratch<float, 0>(g.C * f.Fp);
+            int64_t* rows = scratch<int64_t, 0>(crs);
+            int64_t* segs = scratch<int64_t, 1>(m * g.P);
+            frame_input(px, g, f, n0, m, frame, rows);
+            for (int64_t j = 0; j < m; ++j)
+              for (int64_t p = 0; p < g.P; ++p) segs[j * g.P + p] = (j * f.Hs + p) * f.Wp;
+            A = sgemm::pack_a(frame, rows, crs, segs, m * g.P, g.Q);
+          } else {
+            A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+          }
           sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
         });
         float* out = ptr<float>(gw);

@@ -28,12 +28,24 @@ using Micro = void (*)(const float* ap, const float* b, int64_t ldb, int64_t kc,
 // zero past M (compiled per level too: transposing the column buffer of a convolution is a tenth of its step).
 using Pack = void (*)(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K, float* out);
 
+// Micro with row d of b at b + rows[d], alpha 1 and no column bias: the column buffer of a stride-1 convolution
+// read from its framed input (src/cpu/conv.cpp), each row a shifted window of it, without building the buffer.
+using MicroRows = void (*)(const float* ap, const float* b, const int64_t* rows, int64_t kc, float* c, int64_t ldc,
+                           int64_t mr, int64_t n, Store store, const float* row_bias);
+
+// Pack of an A gathered in the same way: out[m0 K + k mr + i] = a[rows[m0 + i] + segs[k / seg] + k % seg] with
+// K = nseg seg, zero past M (the column buffer as the packed operand of a convolution's weight gradient).
+using PackRows = void (*)(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg,
+                          int64_t seg, float* out);
+
 // A micro-kernel and its blocking: tiles of mr x nr, depth blocks of kc, rows of A packed mc at a time (a
-// multiple of mr; sgemm only).
+// multiple of mr; sgemm only). micro_rows and pack_rows: the packed-A kernel's only.
 struct Kernel {
   Micro micro = nullptr;  // nullptr: no kernel at this level (Eigen instead)
   Pack pack = nullptr;
   int64_t mr = 0, nr = 0, kc = 0, mc = 0;
+  MicroRows micro_rows = nullptr;
+  PackRows pack_rows = nullptr;
 };
 
 enum class Level { Baseline, Avx2, Avx512 };
