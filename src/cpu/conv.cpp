@@ -403,11 +403,14 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           const bool first = partial[static_cast<size_t>(t)] == nullptr;
           float*& acc = partial[static_cast<size_t>(t)];
           if (first) acc = scratch<float, 2>(crs * ldk);
-          const float* G = gather_planes(pg, g, n0, m, ld);
-          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]
-          for (int64_t l0 = 0; l0 < L; l0 += 16)
-            for (int64_t k = 0; k < g.K; ++k)
-              for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
+          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]: the chunk's planes of gy, transposed
+          for (int64_t j = 0; j < m; ++j) {
+            const float* G = pg + (n0 + j) * g.K * pq;  // [K, PQ]
+            float* out = GT + j * pq * ldk;
+            for (int64_t i0 = 0; i0 < pq; i0 += 16)
+              for (int64_t k = 0; k < g.K; ++k)
+                for (int64_t i = i0; i < std::min(pq, i0 + 16); ++i) out[i * ldk + k] = G[k * pq + i];
+          }
           sgemm::PackedA A;
           if (use_frame(g)) {  // col gathered from the frame, output row by output row
             const Frame f(g, m);
