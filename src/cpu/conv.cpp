@@ -265,9 +265,9 @@ const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, in
 // column-buffer entry col[(c R + r) S + s, that pixel] is frame[c Fp + r Wp + s + v]: row d of the column
 // buffer is the frame read from offset rows[d] (a row's overhang lands in the next row's pw zeros, a plane's in
 // the ph zero rows below it). The micro-kernel reads those rows in place (forward and the data gradient), or the
-// weight gradient's pack gathers them: the frame is one copy of the input where im2col writes R S of them.
+// weight gradient's product reads them as its left operand: the frame is one copy of the input where im2col writes R S of them.
 // The L virtual columns include Wp - Q per output row and (Hs - P) Wp per plane that are no pixel: computed,
-// then dropped (the forward), or skipped (the pack). Needs pad_h < R and pad_w < S (then P <= Hs, Q <= Wp).
+// then dropped (the forward), or skipped (the weight gradient). Needs pad_h < R and pad_w < S (then P <= Hs, Q <= Wp).
 struct Frame {
   int64_t Wp, Hs, Fp, L;
   Frame(const Window2d& g, int64_t m)
@@ -411,8 +411,7 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
               for (int64_t k = 0; k < g.K; ++k)
                 for (int64_t i = i0; i < std::min(pq, i0 + 16); ++i) out[i * ldk + k] = G[k * pq + i];
           }
-          sgemm::PackedA A;
-          if (use_frame(g)) {  // col gathered from the frame, output row by output row
+          if (use_frame(g)) {  // col read from the frame by the micro-kernel, output row by output row
             const Frame f(g, m);
             float* frame = scratch<float, 0>(g.C * f.Fp);
             int64_t* rows = scratch<int64_t, 0>(crs);
@@ -420,11 +419,11 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
             frame_input(px, g, f, n0, m, frame, rows);
             for (int64_t j = 0; j < m; ++j)
               for (int64_t p = 0; p < g.P; ++p) segs[j * g.P + p] = (j * f.Hs + p) * f.Wp;
-            A = sgemm::pack_a(frame, rows, crs, segs, m * g.P, g.Q);
+            sgemm::gemm(frame, rows, crs, segs, m * g.P, g.Q, GT, ldk, g.K, acc, ldk, !first);
           } else {
-            A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+            const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+            sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
           }
-          sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
         });
         float* out = ptr<float>(gw);
         const int64_t ldk = row_stride(g.K);

@@ -33,19 +33,21 @@ using Pack = void (*)(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int
 using MicroRows = void (*)(const float* ap, const float* b, const int64_t* rows, int64_t kc, float* c, int64_t ldc,
                            int64_t mr, int64_t n, Store store, const float* row_bias);
 
-// Pack of an A gathered in the same way: out[m0 K + k mr + i] = a[rows[m0 + i] + segs[k / seg] + k % seg] with
-// K = nseg seg, zero past M (the column buffer as the packed operand of a convolution's weight gradient).
-using PackRows = void (*)(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg,
-                          int64_t seg, float* out);
+// Micro with A read in place rather than packed: row i of A at a + arows[i] (i < mr), its depth in nseg segments
+// of seg values, segment t at offset segs[t]; b [nseg seg, n] with row stride ldb; alpha 1, no biases (the
+// column buffer as the left operand of a convolution's weight gradient, read from its framed input output row
+// by output row: no pack).
+using MicroGatherA = void (*)(const float* a, const int64_t* arows, const int64_t* segs, int64_t nseg, int64_t seg,
+                              const float* b, int64_t ldb, float* c, int64_t ldc, int64_t mr, int64_t n, Store store);
 
 // A micro-kernel and its blocking: tiles of mr x nr, depth blocks of kc, rows of A packed mc at a time (a
-// multiple of mr; sgemm only). micro_rows and pack_rows: the packed-A kernel's only.
+// multiple of mr; sgemm only). micro_rows and micro_gather_a: the packed-A kernel's only.
 struct Kernel {
   Micro micro = nullptr;  // nullptr: no kernel at this level (Eigen instead)
   Pack pack = nullptr;
   int64_t mr = 0, nr = 0, kc = 0, mc = 0;
   MicroRows micro_rows = nullptr;
-  PackRows pack_rows = nullptr;
+  MicroGatherA micro_gather_a = nullptr;
 };
 
 enum class Level { Baseline, Avx2, Avx512 };

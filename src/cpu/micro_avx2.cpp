@@ -64,7 +64,7 @@ Table avx2_table() {
   t.gemm = {micro<6>, pack<6>, 6, 16, 256, 198};
   t.packed = {micro<6>, pack<6>, 6, 16, 160, 0};
   t.packed.micro_rows = micro_rows<6>;
-  t.packed.pack_rows = pack_rows<6>;
+  t.packed.micro_gather_a = micro_gather_a<6>;
   t.math = level_math();
   t.winograd = level_winograd();
   return t;

@@ -162,28 +162,15 @@ void gemm(bool ta, int64_t M, const float* A, int64_t lda, const PackedB& B, flo
           [](int64_t, int64_t, int64_t, int64_t) {});
 }
 
-namespace {
-// The calling thread's buffer for a packed A [M, K] (see PackedA).
-float* packed_buffer(int64_t M, int64_t K) {
+PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K) {
   const int64_t mr = packed_kernel().mr;
   TG_CHECK(packed_kernel().pack, "sgemm::pack_a: the CPU level '", isa::table().name, "' has no micro-kernel");
   thread_local std::vector<float> buf;
   const int64_t panels = (M + mr - 1) / mr;
   if (static_cast<int64_t>(buf.size()) < panels * mr * K) buf.resize(static_cast<size_t>(panels * mr * K));
-  return buf.data();
-}
-}  // namespace
-
-PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K) {
-  float* data = packed_buffer(M, K);
+  float* data = buf.data();
   packed_kernel().pack(a, a_rs, a_cs, M, K, data);
   return {data, M, K};
-}
-
-PackedA pack_a(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg, int64_t seg) {
-  float* data = packed_buffer(M, nseg * seg);
-  packed_kernel().pack_rows(a, rows, M, segs, nseg, seg, data);
-  return {data, M, nseg * seg};
 }
 
 // Blocked over the depth so that a [kc, nr] tile of B stays in L1 while every panel of A passes over it.
@@ -220,6 +207,23 @@ void gemm(const PackedA& A, const float* B, const int64_t* rows, int64_t N, floa
                   k.micro_rows(A.data + m0 * A.K + k0 * k.mr, B + n0, rows + k0, kc, C + m0 * ldc + n0, ldc,
                                std::min(k.mr, A.M - m0), std::min(k.nr, N - n0), store, rb);
                 });
+}
+
+// Depth blocks of whole segments, about kc deep, so that a [depth, nr] tile of B stays in L1 while every panel of
+// A passes over it.
+void gemm(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg, int64_t seg,
+          const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, bool accumulate) {
+  const isa::Kernel& k = packed_kernel();
+  TG_CHECK(k.micro_gather_a, "sgemm::gemm: the CPU level '", isa::table().name, "' has no micro-kernel");
+  const int64_t per = std::max<int64_t>(1, k.kc / std::max<int64_t>(1, seg));  // segments per depth block
+  for (int64_t t0 = 0; t0 < nseg; t0 += per) {
+    const int64_t nt = std::min(per, nseg - t0);
+    const Store store = t0 == 0 && !accumulate ? Store::Set : Store::Add;
+    for (int64_t n0 = 0; n0 < N; n0 += k.nr)
+      for (int64_t m0 = 0; m0 < M; m0 += k.mr)
+        k.micro_gather_a(a, rows + m0, segs + t0, nt, seg, B + t0 * seg * ldb + n0, ldb, C + m0 * ldc + n0, ldc,
+                         std::min(k.mr, M - m0), std::min(k.nr, N - n0), store);
+  }
 }
 
 }  // namespace tapegrad::cpu::sgemm
