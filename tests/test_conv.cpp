@@ -97,41 +97,49 @@ TEST_CASE("conv2d in f32 agrees with f64: forward and both gradients") {
   }
 }
 
-// f32 stride-1 convolutions with a kernel larger than 1x1 and padding below its size read their column buffer
-// from a framed copy of the input (src/cpu/conv.cpp, Frame) in the forward, the data gradient (a stride-1
-// convolution itself, padding R-1-pad) and the weight gradient's pack. Against the f64 definition: padding 0 to
+// f32 convolutions with a kernel larger than 1x1 and padding below its size read their column buffer from a
+// framed copy of the input (src/cpu/conv.cpp, Frame) in the forward, the data gradient of stride 1 (a stride-1
+// convolution itself, padding R-1-pad) and the weight gradient. Against the f64 definition: padding 0 to
 // kernel-1, rectangular planes and kernels, planes smaller than the kernel, batch 1, chunks of many small planes,
-// channel counts off the tile sizes, depths over one block (64 x 3 x 3 with Winograd off); the last two are
-// the paths that do not frame (padding = kernel, a 1-row kernel with padding 1).
+// channel counts off the tile sizes, depths over one block (64 x 3 x 3 with Winograd off), strides 2 and 3 on
+// odd and even sides; the last three are paths that do not frame.
 TEST_CASE("conv2d in f32 from the framed input agrees with the f64 definition: forward and both gradients") {
   tg::Generator g(21);
   const tg::ConvAlgorithm before = tg::conv_algorithm();
   tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);
-  struct C { Shape x, w; int64_t pad; };
-  for (const C& c : {C{{1, 3, 7, 5}, {5, 3, 3, 3}, 1}, C{{2, 5, 6, 9}, {9, 5, 3, 3}, 0},
-                     C{{3, 4, 5, 7}, {7, 4, 3, 3}, 2}, C{{2, 3, 8, 8}, {6, 3, 5, 5}, 2},
-                     C{{2, 3, 7, 6}, {4, 3, 5, 5}, 4}, C{{2, 6, 9, 4}, {10, 6, 2, 3}, 1},
-                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 0}, C{{13, 7, 3, 3}, {11, 7, 3, 3}, 1},
-                     C{{5, 3, 2, 3}, {4, 3, 3, 3}, 1}, C{{4, 12, 1, 1}, {3, 12, 3, 3}, 1},
-                     C{{2, 64, 8, 8}, {40, 64, 3, 3}, 1}, C{{2, 3, 6, 5}, {4, 3, 3, 3}, 3},
-                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1}}) {
+  struct C { Shape x, w; int64_t stride, pad; };
+  for (const C& c : {C{{1, 3, 7, 5}, {5, 3, 3, 3}, 1, 1}, C{{2, 5, 6, 9}, {9, 5, 3, 3}, 1, 0},
+                     C{{3, 4, 5, 7}, {7, 4, 3, 3}, 1, 2}, C{{2, 3, 8, 8}, {6, 3, 5, 5}, 1, 2},
+                     C{{2, 3, 7, 6}, {4, 3, 5, 5}, 1, 4}, C{{2, 6, 9, 4}, {10, 6, 2, 3}, 1, 1},
+                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 0}, C{{13, 7, 3, 3}, {11, 7, 3, 3}, 1, 1},
+                     C{{5, 3, 2, 3}, {4, 3, 3, 3}, 1, 1}, C{{4, 12, 1, 1}, {3, 12, 3, 3}, 1, 1},
+                     C{{2, 64, 8, 8}, {40, 64, 3, 3}, 1, 1},
+                     // strided: the phases of each plane framed apart (odd and even sides, paddings 0 to 2)
+                     C{{2, 3, 8, 8}, {5, 3, 3, 3}, 2, 1}, C{{3, 5, 7, 9}, {6, 5, 3, 3}, 2, 1},
+                     C{{1, 4, 9, 6}, {9, 4, 3, 3}, 2, 0}, C{{2, 3, 11, 10}, {4, 3, 5, 5}, 2, 2},
+                     C{{2, 2, 10, 11}, {3, 2, 4, 4}, 3, 1}, C{{9, 16, 4, 4}, {24, 16, 3, 3}, 2, 1},
+                     C{{2, 4, 9, 9}, {5, 4, 2, 3}, 2, 1},
+                     // not framed: padding as large as the kernel, a 1-row kernel padded, 1x1 strided
+                     C{{2, 3, 6, 5}, {4, 3, 3, 3}, 1, 3}, C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 1},
+                     C{{2, 3, 7, 7}, {4, 3, 1, 1}, 2, 0}}) {
     CAPTURE(c.x);
     CAPTURE(c.w);
+    CAPTURE(c.stride);
     CAPTURE(c.pad);
     Tensor x64 = tg::randn(c.x, g, tg::DType::F64), w64 = tg::randn(c.w, g, tg::DType::F64);
     Tensor b64 = tg::randn({c.w[0]}, g, tg::DType::F64);
     Tensor x32 = x64.to(tg::DType::F32), w32 = w64.to(tg::DType::F32), b32 = b64.to(tg::DType::F32);
     for (Tensor* t : {&x32, &w32, &b32}) t->requires_grad_(true);
-    Tensor y32 = tg::conv2d(x32, w32, b32, 1, c.pad);
-    const V y = naive_conv(x64, w64, b64, 1, c.pad);
-    REQUIRE(y32.shape() == Shape{c.x[0], c.w[0], c.x[2] + 2 * c.pad - c.w[2] + 1, c.x[3] + 2 * c.pad - c.w[3] + 1});
+    Tensor y32 = tg::conv2d(x32, w32, b32, c.stride, c.pad);
+    const V y = naive_conv(x64, w64, b64, c.stride, c.pad);
     Tensor gy = tg::randn(y32.shape(), g, tg::DType::F64);
     y32.backward(gy.to(tg::DType::F32));
     // The gradients by definition: gx = sum over k, p, q of gy w at the input pixel each (p, q, r, s) reads;
     // gw[k, c, r, s] = sum over n, p, q of gy x there.
     const auto X = x64.to_vector(), W = w64.to_vector(), GY = gy.to_vector();
     const int64_t N = c.x[0], Cc = c.x[1], H = c.x[2], Wd = c.x[3], K = c.w[0], R = c.w[2], S = c.w[3];
-    const int64_t P = H + 2 * c.pad - R + 1, Q = Wd + 2 * c.pad - S + 1;
+    const int64_t P = (H + 2 * c.pad - R) / c.stride + 1, Q = (Wd + 2 * c.pad - S) / c.stride + 1;
+    REQUIRE(y32.shape() == Shape{N, K, P, Q});
     V gx(X.size(), 0.0), gw(W.size(), 0.0), gb(static_cast<size_t>(K), 0.0);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k)
@@ -142,7 +150,7 @@ TEST_CASE("conv2d in f32 from the framed input agrees with the f64 definition: f
             for (int64_t ci = 0; ci < Cc; ++ci)
               for (int64_t r = 0; r < R; ++r)
                 for (int64_t s = 0; s < S; ++s) {
-                  const int64_t h = p - c.pad + r, w = q - c.pad + s;
+                  const int64_t h = p * c.stride - c.pad + r, w = q * c.stride - c.pad + s;
                   if (h < 0 || h >= H || w < 0 || w >= Wd) continue;
                   const size_t xi = static_cast<size_t>(((n * Cc + ci) * H + h) * Wd + w);
                   const size_t wi = static_cast<size_t>(((k * Cc + ci) * R + r) * S + s);

@@ -260,48 +260,84 @@ const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, in
   return G;
 }
 
-// ---- the column buffer of a stride-1 convolution, read from its framed input (never built) ---------------
+// ---- the column buffer of a convolution, read from its framed input (never built) -------------------------
 //
-// The frame of a chunk of m samples holds each channel's m planes one under another, in rows of Wp = W + pw
-// (pw zeros, then the W values), each plane after ph zero rows and ph more after the last (then one spare row).
-// Output pixel (j, p, q) of the chunk is then "virtual column" v = (j Hs + p) Wp + q (Hs = H + ph), and the
-// column-buffer entry col[(c R + r) S + s, that pixel] is frame[c Fp + r Wp + s + v]: row d of the column
-// buffer is the frame read from offset rows[d] (a row's overhang lands in the next row's pw zeros, a plane's in
-// the ph zero rows below it). The micro-kernel reads those rows in place (forward and the data gradient), or the
-// weight gradient's product reads them as its left operand: the frame is one copy of the input where im2col writes R S of them.
-// The L virtual columns include Wp - Q per output row and (Hs - P) Wp per plane that are no pixel: computed,
-// then dropped (the forward), or skipped (the weight gradient). Needs pad_h < R and pad_w < S (then P <= Hs, Q <= Wp).
+// Stride 1: the frame of a chunk of m samples holds each channel's m planes one under another, in rows of
+// Wp = W + pw (pw zeros, then the W values), each plane after ph zero rows and ph more after the last (then one
+// spare row). Output pixel (j, p, q) of the chunk is then "virtual column" v = (j Hs + p) Wp + q (Hs = H + ph),
+// and the column-buffer entry col[(c R + r) S + s, that pixel] is frame[c Fp + r Wp + s + v]: row d of the
+// column buffer is the frame read from offset rows[d] (a row's overhang lands in the next row's pw zeros, a
+// plane's in the ph zero rows below it). The micro-kernel reads those rows in place (forward and the data
+// gradient), and the weight gradient's product reads them as its left operand: the frame is one copy of the
+// input where im2col writes R S of them. The L virtual columns include Wp - Q per output row and (Hs - P) Wp
+// per plane that are no pixel: computed, then dropped (the forward), or skipped (the weight gradient).
+// Stride sh x sw: the same over the sh sw phases of each plane, x[sh i + a, sw k + b] for phase (a, b), each
+// framed as a channel of its own (ceil(H / sh) x ceil(W / sw), ceil(ph / sh) zero rows, ceil(pw / sw) zero
+// columns): tap (r, s) reads phase ((r - ph) mod sh, (s - pw) mod sw) shifted by floor((r - ph) / sh) rows and
+// floor((s - pw) / sw) columns. fits() checks that no read of a kept output leaves the zeros that stand for the
+// padding (the bottom and right overhangs).
 struct Frame {
-  int64_t Wp, Hs, Fp, L;
+  int64_t sh, sw, Hq, Wq, top, left, Wp, Hs, Fp, L, size;
   Frame(const Window2d& g, int64_t m)
-      : Wp(g.W + g.pad_w), Hs(g.H + g.pad_h), Fp((m * Hs + g.pad_h + 1) * Wp), L(((m - 1) * Hs + g.P - 1) * Wp + g.Q) {}
+      : sh(g.stride_h), sw(g.stride_w), Hq((g.H + sh - 1) / sh), Wq((g.W + sw - 1) / sw), top((g.pad_h + sh - 1) / sh),
+        left((g.pad_w + sw - 1) / sw), Wp(Wq + left), Hs(Hq + top), Fp((m * Hs + top + 1) * Wp),
+        L(((m - 1) * Hs + g.P - 1) * Wp + g.Q), size(g.C * sh * sw * Fp) {}
+  // The phase, and its shift plus the zero margin, of tap k (r or s) on an axis of stride st and padding pad.
+  static int64_t phase(int64_t k, int64_t pad, int64_t st) { return ((k - pad) % st + st) % st; }
+  static int64_t shift(int64_t k, int64_t pad, int64_t st, int64_t margin) {
+    return (k - pad - phase(k, pad, st)) / st + margin;
+  }
+  // The kept outputs read only the frame's values and zeros: P <= Hs and Q <= Wp (distinct virtual columns),
+  // and the last row's (column's) deepest tap stays within the zero rows (columns) after the plane (row).
+  static bool fits(const Window2d& g) {
+    const Frame f(g, 1);
+    const int64_t down = (g.R - 1 - g.pad_h) / f.sh, right = (g.S - 1 - g.pad_w) / f.sw;  // deepest shifts
+    return g.pad_h < g.R && g.pad_w < g.S && g.P <= f.Hs && g.Q <= f.Wp && g.P + down <= f.Hq + f.top &&
+           g.Q + right <= f.Wq + f.left;
+  }
 };
 
-// True when the f32 products of this convolution read its framed input (stride 1, a kernel larger than 1x1,
-// padding below the kernel's size, a level with a micro-kernel).
+// True when the f32 products of this convolution read its framed input: a kernel larger than 1x1 and, when
+// strided, at least as large as the stride (every phase is read), Frame::fits, a level with a micro-kernel.
 bool use_frame(const Window2d& g) {
-  return g.stride_h == 1 && g.stride_w == 1 && g.R * g.S > 1 && g.pad_h < g.R && g.pad_w < g.S &&
-         sgemm::available() && sgemm::packed_kernel().micro_rows;
+  return g.R * g.S > 1 && g.R >= g.stride_h && g.S >= g.stride_w && Frame::fits(g) && sgemm::available() &&
+         sgemm::packed_kernel().micro_rows;
 }
 
-// frame [C, Fp] of samples n0 .. n0+m of x; rows [CRS] = the offset of each column-buffer row in it.
+// frame [C sh sw, Fp] of samples n0 .. n0+m of x; rows [CRS] = the offset of each column-buffer row in it.
 void frame_input(const float* px, const Window2d& g, const Frame& f, int64_t n0, int64_t m, float* frame,
                  int64_t* rows) {
   const int64_t hw = g.H * g.W;
   for (int64_t c = 0; c < g.C; ++c) {
-    float* out = frame + c * f.Fp;
-    for (int64_t j = 0; j < m; ++j) {
-      const float* in = px + ((n0 + j) * g.C + c) * hw;
-      std::fill(out, out + g.pad_h * f.Wp, 0.0f);
-      out += g.pad_h * f.Wp;
-      for (int64_t h = 0; h < g.H; ++h, out += f.Wp) {
-        std::fill(out, out + g.pad_w, 0.0f);
-        std::copy_n(in + h * g.W, g.W, out + g.pad_w);
+    for (int64_t a = 0; a < f.sh; ++a)
+      for (int64_t b = 0; b < f.sw; ++b) {
+        float* const plane = frame + ((c * f.sh + a) * f.sw + b) * f.Fp;
+        float* out = plane;
+        for (int64_t j = 0; j < m; ++j) {
+          const float* in = px + ((n0 + j) * g.C + c) * hw;
+          std::fill(out, out + f.top * f.Wp, 0.0f);
+          out += f.top * f.Wp;
+          for (int64_t i = 0; i < f.Hq; ++i, out += f.Wp) {
+            const int64_t h = i * f.sh + a;
+            std::fill(out, out + f.left, 0.0f);
+            if (h >= g.H) {
+              std::fill(out + f.left, out + f.Wp, 0.0f);
+            } else if (f.sw == 1) {
+              std::copy_n(in + h * g.W, g.W, out + f.left);
+            } else {
+              for (int64_t k = 0; k < f.Wq; ++k) out[f.left + k] = k * f.sw + b < g.W ? in[h * g.W + k * f.sw + b] : 0.0f;
+            }
+          }
+        }
+        std::fill(out, plane + f.Fp, 0.0f);
       }
-    }
-    std::fill(out, frame + (c + 1) * f.Fp, 0.0f);
     for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s) rows[(c * g.R + r) * g.S + s] = c * f.Fp + r * f.Wp + s;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t a = Frame::phase(r, g.pad_h, f.sh), b = Frame::phase(s, g.pad_w, f.sw);
+        rows[(c * g.R + r) * g.S + s] = ((c * f.sh + a) * f.sw + b) * f.Fp +
+                                         Frame::shift(r, g.pad_h, f.sh, f.top) * f.Wp +
+                                         Frame::shift(s, g.pad_w, f.sw, f.left);
+      }
   }
 }
 
@@ -317,7 +353,7 @@ void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* p
     if constexpr (std::is_same_v<T, float>)
       if (W.packed && use_frame(g)) {
         const Frame f(g, m);
-        float* frame = scratch<float, 0>(g.C * f.Fp);
+        float* frame = scratch<float, 0>(f.size);
         int64_t* rows = scratch<int64_t, 0>(crs);
         frame_input(px, g, f, n0, m, frame, rows);
         const int64_t ldo = row_stride(f.L);
@@ -416,7 +452,7 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           }
           if (use_frame(g)) {  // col read from the frame by the micro-kernel, output row by output row
             const Frame f(g, m);
-            float* frame = scratch<float, 0>(g.C * f.Fp);
+            float* frame = scratch<float, 0>(f.size);
             int64_t* rows = scratch<int64_t, 0>(crs);
             int64_t* segs = scratch<int64_t, 1>(m * g.P);
             frame_input(px, g, f, n0, m, frame, rows);
