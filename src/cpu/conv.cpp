@@ -348,10 +348,13 @@ template <class T>
 void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
   const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
   const ConvWeights<T> W(pw, crs, 1, g.K, crs);
+  // The frame pays where im2col would write more than it plus the copy of the output out of the virtual
+  // columns (which chunks of several samples copy anyway): not for stems of 3 channels into 16 or 64.
+  const bool framed = use_frame(g) && (nb > 1 || crs * pq > g.C * g.H * g.W + 2 * g.K * pq);
   for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
     const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
     if constexpr (std::is_same_v<T, float>)
-      if (W.packed && use_frame(g)) {
+      if (W.packed && framed) {
         const Frame f(g, m);
         float* frame = scratch<float, 0>(f.size);
         int64_t* rows = scratch<int64_t, 0>(crs);
