@@ -161,7 +161,8 @@ TEST_CASE("conv2d in f32 from the framed input agrees with the f64 definition: f
     auto close = [&](const Tensor& a, const V& b, double terms) {
       auto va = a.to(tg::DType::F64).to_vector();
       REQUIRE(va.size() == b.size());
-      for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(b[i]).epsilon(1e-5).scale(std::sqrt(terms)));
+      for (size_t i = 0; i < va.size(); ++i)
+        CHECK(va[i] == doctest::Approx(b[i]).epsilon(1e-5).scale(std::sqrt(terms)));
     };
     close(y32, y, static_cast<double>(Cc * R * S));
     close(x32.grad(), gx, static_cast<double>(K * R * S));

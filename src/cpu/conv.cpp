@@ -5,11 +5,10 @@
 // of several samples when the output planes are small, so that packing the weights is paid for by enough
 // columns). f32 at the AVX2 and AVX-512 levels runs the micro-kernel of the level (src/cpu/isa.hpp; weights
 // packed once per convolution, column buffer read in place); f64 and the baseline level run Eigen. There, f32
-// stride-1 convolutions never build the column buffer: the micro-kernel reads its rows from a framed copy of the
-// chunk's input (Frame, below; the im2col copies were a fifth of ResNet-20's step). The data gradient of a
-// stride-1 convolution is itself a convolution (of gy with the flipped, transposed weights); strided ones go
-// through col2im. Batch norm runs
-// per channel, pooling per (sample, channel) plane, both parallel over those. f32 3x3 stride-1 convolutions (forward
+// convolutions with kernels larger than 1x1 never build the column buffer: the micro-kernel reads its rows from a
+// framed copy of the chunk's input (Frame, below; the im2col copies were a fifth of ResNet-20's step). The data
+// gradient of a stride-1 convolution is itself a convolution (of gy with the flipped, transposed weights);
+// strided ones go through col2im. Batch norm runs per channel, pooling per (sample, channel) plane, both parallel over those. f32 3x3 stride-1 convolutions (forward
 // and data gradient) run Winograd's F(4x4, 3x3) instead where use_winograd says (src/cpu/winograd.cpp).
 //
 // (The products go through sgemm's packed-A entry point: its general one packs A on every call, which measured
@@ -325,7 +324,8 @@ void frame_input(const float* px, const Window2d& g, const Frame& f, int64_t n0,
             } else if (f.sw == 1) {
               std::copy_n(in + h * g.W, g.W, out + f.left);
             } else {
-              for (int64_t k = 0; k < f.Wq; ++k) out[f.left + k] = k * f.sw + b < g.W ? in[h * g.W + k * f.sw + b] : 0.0f;
+              for (int64_t k = 0; k < f.Wq; ++k)
+                out[f.left + k] = k * f.sw + b < g.W ? in[h * g.W + k * f.sw + b] : 0.0f;
             }
           }
         }
