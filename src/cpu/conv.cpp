@@ -8,8 +8,9 @@
 // convolutions with kernels larger than 1x1 never build the column buffer: the micro-kernel reads its rows from a
 // framed copy of the chunk's input (Frame, below; the im2col copies were a fifth of ResNet-20's step). The data
 // gradient of a stride-1 convolution is itself a convolution (of gy with the flipped, transposed weights);
-// strided ones go through col2im. Batch norm runs per channel, pooling per (sample, channel) plane, both parallel over those. f32 3x3 stride-1 convolutions (forward
-// and data gradient) run Winograd's F(4x4, 3x3) instead where use_winograd says (src/cpu/winograd.cpp).
+// strided ones go through col2im. Batch norm runs per channel, pooling per (sample, channel) plane, both
+// parallel over those. f32 3x3 stride-1 convolutions (forward and data gradient) run Winograd's F(4x4, 3x3)
+// instead where use_winograd says (src/cpu/winograd.cpp).
 //
 // (The products go through sgemm's packed-A entry point: its general one packs A on every call, which measured
 // 12-15 % slower on ResNet-34's convolutions.)
