@@ -25,11 +25,11 @@ using Micro = void (*)(const float* ap, const float* b, int64_t ldb, int64_t kc,
                        int64_t n, Store store, float alpha, float beta, const float* col_bias, const float* row_bias);
 
 // A [M, K] (element (m, k) at a[m a_rs + k a_cs]) in panels of mr rows: out[m0 K + k mr + i] = A[m0 + i, k],
-// zero past M (compiled per level too: transposing a column buffer of a convolution, when one is built, is costly).
+// zero past M (compiled per level too: the column buffer of a convolution, where one is built, is packed so).
 using Pack = void (*)(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K, float* out);
 
-// Micro with row d of b at b + rows[d], alpha 1 and no column bias: the column buffer of a stride-1 convolution
-// read from its framed input (src/cpu/conv.cpp), each row a shifted window of it, without building the buffer.
+// Micro with row d of b at b + rows[d], alpha 1 and no column bias: the column buffer of a convolution read from
+// its framed input (src/cpu/conv.cpp), each row a shifted window of it, without building the buffer.
 using MicroRows = void (*)(const float* ap, const float* b, const int64_t* rows, int64_t kc, float* c, int64_t ldc,
                            int64_t mr, int64_t n, Store store, const float* row_bias);
 
