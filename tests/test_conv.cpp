@@ -99,29 +99,31 @@ TEST_CASE("conv2d in f32 agrees with f64: forward and both gradients") {
 
 // f32 convolutions with a kernel larger than 1x1 and padding below its size read their column buffer from a
 // framed copy of the input (src/cpu/conv.cpp, Frame) in the forward, the data gradient of stride 1 (a stride-1
-// convolution itself, padding R-1-pad) and the weight gradient. Against the f64 definition: padding 0 to
-// kernel-1, rectangular planes and kernels, planes smaller than the kernel, batch 1, chunks of many small planes,
-// channel counts off the tile sizes, depths over one block (64 x 3 x 3 with Winograd off), strides 2 and 3 on
-// odd and even sides; the last three are paths that do not frame.
+// convolution itself, padding R-1-pad) and the weight gradient, where it pays (planes of 12x12 and more in the
+// forward, rows of 8 pixels and more in the weight gradient). Against the f64 definition: padding 0 to kernel-1,
+// rectangular planes and kernels, batch 1, chunks of two and three planes, channel counts off the tile sizes,
+// depths over one block (64 x 3 x 3 with Winograd off), strides 2 and 3 on odd and even sides; then the paths
+// that do not frame.
 TEST_CASE("conv2d in f32 from the framed input agrees with the f64 definition: forward and both gradients") {
   tg::Generator g(21);
   const tg::ConvAlgorithm before = tg::conv_algorithm();
   tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);
   struct C { Shape x, w; int64_t stride, pad; };
-  for (const C& c : {C{{1, 3, 7, 5}, {5, 3, 3, 3}, 1, 1}, C{{2, 5, 6, 9}, {9, 5, 3, 3}, 1, 0},
-                     C{{3, 4, 5, 7}, {7, 4, 3, 3}, 1, 2}, C{{2, 3, 8, 8}, {6, 3, 5, 5}, 1, 2},
-                     C{{2, 3, 7, 6}, {4, 3, 5, 5}, 1, 4}, C{{2, 6, 9, 4}, {10, 6, 2, 3}, 1, 1},
-                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 0}, C{{13, 7, 3, 3}, {11, 7, 3, 3}, 1, 1},
-                     C{{5, 3, 2, 3}, {4, 3, 3, 3}, 1, 1}, C{{4, 12, 1, 1}, {3, 12, 3, 3}, 1, 1},
-                     C{{2, 64, 8, 8}, {40, 64, 3, 3}, 1, 1},
+  for (const C& c : {C{{1, 3, 17, 15}, {5, 3, 3, 3}, 1, 1}, C{{2, 5, 16, 19}, {9, 5, 3, 3}, 1, 0},
+                     C{{2, 4, 15, 17}, {7, 4, 3, 3}, 1, 2}, C{{2, 3, 16, 16}, {6, 3, 5, 5}, 1, 2},
+                     C{{2, 3, 15, 14}, {4, 3, 5, 5}, 1, 4}, C{{2, 6, 18, 12}, {10, 6, 2, 3}, 1, 1},
+                     C{{3, 2, 16, 16}, {4, 2, 1, 3}, 1, 0}, C{{9, 7, 12, 12}, {11, 7, 3, 3}, 1, 1},
+                     C{{7, 3, 13, 13}, {5, 3, 3, 3}, 1, 0}, C{{2, 64, 16, 16}, {40, 64, 3, 3}, 1, 1},
                      // strided: the phases of each plane framed apart (odd and even sides, paddings 0 to 2)
-                     C{{2, 3, 8, 8}, {5, 3, 3, 3}, 2, 1}, C{{3, 5, 7, 9}, {6, 5, 3, 3}, 2, 1},
-                     C{{1, 4, 9, 6}, {9, 4, 3, 3}, 2, 0}, C{{2, 3, 11, 10}, {4, 3, 5, 5}, 2, 2},
-                     C{{2, 2, 10, 11}, {3, 2, 4, 4}, 3, 1}, C{{9, 16, 4, 4}, {24, 16, 3, 3}, 2, 1},
-                     C{{2, 4, 9, 9}, {5, 4, 2, 3}, 2, 1},
-                     // not framed: padding as large as the kernel, a 1-row kernel padded, 1x1 strided
-                     C{{2, 3, 6, 5}, {4, 3, 3, 3}, 1, 3}, C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 1},
-                     C{{2, 3, 7, 7}, {4, 3, 1, 1}, 2, 0}}) {
+                     C{{2, 3, 32, 32}, {5, 3, 3, 3}, 2, 1}, C{{3, 5, 31, 33}, {6, 5, 3, 3}, 2, 1},
+                     C{{1, 4, 33, 30}, {9, 4, 3, 3}, 2, 0}, C{{2, 3, 35, 34}, {4, 3, 5, 5}, 2, 2},
+                     C{{2, 2, 40, 41}, {3, 2, 4, 4}, 3, 1}, C{{9, 16, 16, 16}, {24, 16, 3, 3}, 2, 1},
+                     C{{2, 4, 33, 33}, {5, 4, 2, 3}, 2, 1},
+                     // not framed (or the weight gradient only): small planes, padding as large as the kernel,
+                     // a 1-row kernel padded, 1x1 strided
+                     C{{5, 3, 2, 3}, {4, 3, 3, 3}, 1, 1}, C{{4, 12, 1, 1}, {3, 12, 3, 3}, 1, 1},
+                     C{{13, 7, 3, 3}, {11, 7, 3, 3}, 1, 1}, C{{2, 3, 6, 5}, {4, 3, 3, 3}, 1, 3},
+                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 1}, C{{2, 3, 7, 7}, {4, 3, 1, 1}, 2, 0}}) {
     CAPTURE(c.x);
     CAPTURE(c.w);
     CAPTURE(c.stride);

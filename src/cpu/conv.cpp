@@ -350,8 +350,11 @@ void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* p
   const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
   const ConvWeights<T> W(pw, crs, 1, g.K, crs);
   // The frame pays where im2col would write more than it plus the copy of the output out of the virtual
-  // columns (which chunks of several samples copy anyway): not for stems of 3 channels into 16 or 64.
-  const bool framed = use_frame(g) && (nb > 1 || crs * pq > g.C * g.H * g.W + 2 * g.K * pq);
+  // columns (which chunks of several samples copy anyway; not for stems of 3 channels into 16 or 64), and where
+  // those columns add little to the product (8x8 planes add 23 %, 4x4 ones 54 %: ResNet-34's 512 channels on 4x4
+  // ran 1.5x slower framed; 16x16 planes add 6 %).
+  const bool framed = use_frame(g) && Frame(g, nb).L * 100 <= nb * pq * 115 &&
+                      (nb > 1 || crs * pq > g.C * g.H * g.W + 2 * g.K * pq);
   for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
     const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
     if constexpr (std::is_same_v<T, float>)
@@ -454,7 +457,9 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
               for (int64_t k = 0; k < g.K; ++k)
                 for (int64_t i = i0; i < std::min(pq, i0 + 16); ++i) out[i * ldk + k] = G[k * pq + i];
           }
-          if (use_frame(g)) {  // col read from the frame by the micro-kernel, output row by output row
+          // col read from the frame by the micro-kernel, output row by output row (rows of 8 pixels and more:
+          // shorter ones make too short inner loops; ResNet-34's 4x4 planes ran slower so)
+          if (use_frame(g) && g.Q >= 8) {
             const Frame f(g, m);
             float* frame = scratch<float, 0>(f.size);
             int64_t* rows = scratch<int64_t, 0>(crs);
