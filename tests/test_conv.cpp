@@ -97,6 +97,83 @@ TEST_CASE("conv2d in f32 agrees with f64: forward and both gradients") {
   }
 }
 
+// f32 convolutions with a kernel larger than 1x1 and padding below its size read their column buffer from a
+// framed copy of the input (src/cpu/conv.cpp, Frame) in the forward, the data gradient of stride 1 (a stride-1
+// convolution itself, padding R-1-pad) and the weight gradient, where it pays (planes of 12x12 and more in the
+// forward, rows of 8 pixels and more in the weight gradient). Against the f64 definition: padding 0 to kernel-1,
+// rectangular planes and kernels, batch 1, chunks of two and three planes, channel counts off the tile sizes,
+// depths over one block (64 x 3 x 3 with Winograd off), strides 2 and 3 on odd and even sides; then the paths
+// that do not frame.
+TEST_CASE("conv2d in f32 from the framed input agrees with the f64 definition: forward and both gradients") {
+  tg::Generator g(21);
+  const tg::ConvAlgorithm before = tg::conv_algorithm();
+  tg::set_conv_algorithm(tg::ConvAlgorithm::Direct);
+  struct C { Shape x, w; int64_t stride, pad; };
+  for (const C& c : {C{{1, 3, 17, 15}, {5, 3, 3, 3}, 1, 1}, C{{2, 5, 16, 19}, {9, 5, 3, 3}, 1, 0},
+                     C{{2, 4, 15, 17}, {7, 4, 3, 3}, 1, 2}, C{{2, 3, 16, 16}, {6, 3, 5, 5}, 1, 2},
+                     C{{2, 3, 15, 14}, {4, 3, 5, 5}, 1, 4}, C{{2, 6, 18, 12}, {10, 6, 2, 3}, 1, 1},
+                     C{{3, 2, 16, 16}, {4, 2, 1, 3}, 1, 0}, C{{9, 7, 12, 12}, {11, 7, 3, 3}, 1, 1},
+                     C{{7, 3, 13, 13}, {5, 3, 3, 3}, 1, 0}, C{{2, 64, 16, 16}, {40, 64, 3, 3}, 1, 1},
+                     // strided: the phases of each plane framed apart (odd and even sides, paddings 0 to 2)
+                     C{{2, 3, 32, 32}, {5, 3, 3, 3}, 2, 1}, C{{3, 5, 31, 33}, {6, 5, 3, 3}, 2, 1},
+                     C{{1, 4, 33, 30}, {9, 4, 3, 3}, 2, 0}, C{{2, 3, 35, 34}, {4, 3, 5, 5}, 2, 2},
+                     C{{2, 2, 40, 41}, {3, 2, 4, 4}, 3, 1}, C{{9, 16, 16, 16}, {24, 16, 3, 3}, 2, 1},
+                     C{{2, 4, 33, 33}, {5, 4, 2, 3}, 2, 1},
+                     // not framed (or the weight gradient only): small planes, padding as large as the kernel,
+                     // a 1-row kernel padded, 1x1 strided
+                     C{{5, 3, 2, 3}, {4, 3, 3, 3}, 1, 1}, C{{4, 12, 1, 1}, {3, 12, 3, 3}, 1, 1},
+                     C{{13, 7, 3, 3}, {11, 7, 3, 3}, 1, 1}, C{{2, 3, 6, 5}, {4, 3, 3, 3}, 1, 3},
+                     C{{3, 2, 5, 5}, {4, 2, 1, 3}, 1, 1}, C{{2, 3, 7, 7}, {4, 3, 1, 1}, 2, 0}}) {
+    CAPTURE(c.x);
+    CAPTURE(c.w);
+    CAPTURE(c.stride);
+    CAPTURE(c.pad);
+    Tensor x64 = tg::randn(c.x, g, tg::DType::F64), w64 = tg::randn(c.w, g, tg::DType::F64);
+    Tensor b64 = tg::randn({c.w[0]}, g, tg::DType::F64);
+    Tensor x32 = x64.to(tg::DType::F32), w32 = w64.to(tg::DType::F32), b32 = b64.to(tg::DType::F32);
+    for (Tensor* t : {&x32, &w32, &b32}) t->requires_grad_(true);
+    Tensor y32 = tg::conv2d(x32, w32, b32, c.stride, c.pad);
+    const V y = naive_conv(x64, w64, b64, c.stride, c.pad);
+    Tensor gy = tg::randn(y32.shape(), g, tg::DType::F64);
+    y32.backward(gy.to(tg::DType::F32));
+    // The gradients by definition: gx = sum over k, p, q of gy w at the input pixel each (p, q, r, s) reads;
+    // gw[k, c, r, s] = sum over n, p, q of gy x there.
+    const auto X = x64.to_vector(), W = w64.to_vector(), GY = gy.to_vector();
+    const int64_t N = c.x[0], Cc = c.x[1], H = c.x[2], Wd = c.x[3], K = c.w[0], R = c.w[2], S = c.w[3];
+    const int64_t P = (H + 2 * c.pad - R) / c.stride + 1, Q = (Wd + 2 * c.pad - S) / c.stride + 1;
+    REQUIRE(y32.shape() == Shape{N, K, P, Q});
+    V gx(X.size(), 0.0), gw(W.size(), 0.0), gb(static_cast<size_t>(K), 0.0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t p = 0; p < P; ++p)
+          for (int64_t q = 0; q < Q; ++q) {
+            const double gv = GY[static_cast<size_t>(((n * K + k) * P + p) * Q + q)];
+            gb[static_cast<size_t>(k)] += gv;
+            for (int64_t ci = 0; ci < Cc; ++ci)
+              for (int64_t r = 0; r < R; ++r)
+                for (int64_t s = 0; s < S; ++s) {
+                  const int64_t h = p * c.stride - c.pad + r, w = q * c.stride - c.pad + s;
+                  if (h < 0 || h >= H || w < 0 || w >= Wd) continue;
+                  const size_t xi = static_cast<size_t>(((n * Cc + ci) * H + h) * Wd + w);
+                  const size_t wi = static_cast<size_t>(((k * Cc + ci) * R + r) * S + s);
+                  gx[xi] += gv * W[wi];
+                  gw[wi] += gv * X[xi];
+                }
+          }
+    auto close = [&](const Tensor& a, const V& b, double terms) {
+      auto va = a.to(tg::DType::F64).to_vector();
+      REQUIRE(va.size() == b.size());
+      for (size_t i = 0; i < va.size(); ++i)
+        CHECK(va[i] == doctest::Approx(b[i]).epsilon(1e-5).scale(std::sqrt(terms)));
+    };
+    close(y32, y, static_cast<double>(Cc * R * S));
+    close(x32.grad(), gx, static_cast<double>(K * R * S));
+    close(w32.grad(), gw, static_cast<double>(N * P * Q));
+    close(b32.grad(), gb, static_cast<double>(N * P * Q));
+  }
+  tg::set_conv_algorithm(before);
+}
+
 TEST_CASE("conv2d in f32 with several threads agrees with one thread") {
   tg::Generator g(6);
   Tensor x = tg::randn({8, 16, 12, 12}, g), w = tg::randn({32, 16, 3, 3}, g);

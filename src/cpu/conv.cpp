@@ -4,11 +4,14 @@
 // samples side by side into a private column buffer [C*R*S, m*P*Q] and multiplies it single-threaded (chunks
 // of several samples when the output planes are small, so that packing the weights is paid for by enough
 // columns). f32 at the AVX2 and AVX-512 levels runs the micro-kernel of the level (src/cpu/isa.hpp; weights
-// packed once per convolution, column buffer read in place); f64 and the baseline level run Eigen. The data gradient of a stride-1 convolution is itself a
-// convolution (of gy with the flipped, transposed weights); strided ones go through col2im. Batch norm runs
-// per channel, pooling per (sample, channel) plane, both parallel over those. f32 3x3 stride-1 convolutions (forward
-// and data gradient) run Winograd's F(4x4, 3x3) instead where use_winograd says, and their weight gradient where
-// use_winograd_weight says (src/cpu/winograd.cpp).
+// packed once per convolution, column buffer read in place); f64 and the baseline level run Eigen. There, f32
+// convolutions with kernels larger than 1x1 skip the column buffer where that measured faster (use_frame): the
+// micro-kernel reads its rows from a framed copy of the chunk's input (Frame, below; the im2col copies were a
+// fifth of ResNet-20's step). The data gradient of a stride-1 convolution is itself a convolution (of gy with the
+// flipped, transposed weights); strided ones go through col2im. Batch norm runs per channel, pooling per (sample,
+// channel) plane, both parallel over those. f32 3x3 stride-1 convolutions (forward and data gradient) run
+// Winograd's F(4x4, 3x3) instead where use_winograd says, and their weight gradient where use_winograd_weight
+// says (src/cpu/winograd.cpp).
 //
 // (The products go through sgemm's packed-A entry point: its general one packs A on every call, which measured
 // 12-15 % slower on ResNet-34's convolutions.)
@@ -259,14 +262,118 @@ const T* gather_planes(const T* pg, const Window2d& g, int64_t n0, int64_t m, in
   return G;
 }
 
+// ---- the column buffer of a convolution, read from its framed input (never built) -------------------------
+//
+// Stride 1: the frame of a chunk of m samples holds each channel's m planes one under another, in rows of
+// Wp = W + pw (pw zeros, then the W values), each plane after ph zero rows and ph more after the last (then one
+// spare row). Output pixel (j, p, q) of the chunk is then "virtual column" v = (j Hs + p) Wp + q (Hs = H + ph),
+// and the column-buffer entry col[(c R + r) S + s, that pixel] is frame[c Fp + r Wp + s + v]: row d of the
+// column buffer is the frame read from offset rows[d] (a row's overhang lands in the next row's pw zeros, a
+// plane's in the ph zero rows below it). The micro-kernel reads those rows in place (forward and the data
+// gradient), and the weight gradient's product reads them as its left operand: the frame is one copy of the
+// input where im2col writes R S of them. The L virtual columns include Wp - Q per output row and (Hs - P) Wp
+// per plane that are no pixel: computed, then dropped (the forward), or skipped (the weight gradient).
+// Stride sh x sw: the same over the sh sw phases of each plane, x[sh i + a, sw k + b] for phase (a, b), each
+// framed as a channel of its own (ceil(H / sh) x ceil(W / sw), ceil(ph / sh) zero rows, ceil(pw / sw) zero
+// columns): tap (r, s) reads phase ((r - ph) mod sh, (s - pw) mod sw) shifted by floor((r - ph) / sh) rows and
+// floor((s - pw) / sw) columns. fits() checks that no read of a kept output leaves the zeros that stand for the
+// padding (the bottom and right overhangs).
+struct Frame {
+  int64_t sh, sw, Hq, Wq, top, left, Wp, Hs, Fp, L, size;
+  Frame(const Window2d& g, int64_t m)
+      : sh(g.stride_h), sw(g.stride_w), Hq((g.H + sh - 1) / sh), Wq((g.W + sw - 1) / sw), top((g.pad_h + sh - 1) / sh),
+        left((g.pad_w + sw - 1) / sw), Wp(Wq + left), Hs(Hq + top), Fp((m * Hs + top + 1) * Wp),
+        L(((m - 1) * Hs + g.P - 1) * Wp + g.Q), size(g.C * sh * sw * Fp) {}
+  // The phase, and its shift plus the zero margin, of tap k (r or s) on an axis of stride st and padding pad.
+  static int64_t phase(int64_t k, int64_t pad, int64_t st) { return ((k - pad) % st + st) % st; }
+  static int64_t shift(int64_t k, int64_t pad, int64_t st, int64_t margin) {
+    return (k - pad - phase(k, pad, st)) / st + margin;
+  }
+  // The kept outputs read only the frame's values and zeros: P <= Hs and Q <= Wp (distinct virtual columns),
+  // and the last row's (column's) deepest tap stays within the zero rows (columns) after the plane (row).
+  static bool fits(const Window2d& g) {
+    const Frame f(g, 1);
+    const int64_t down = (g.R - 1 - g.pad_h) / f.sh, right = (g.S - 1 - g.pad_w) / f.sw;  // deepest shifts
+    return g.pad_h < g.R && g.pad_w < g.S && g.P <= f.Hs && g.Q <= f.Wp && g.P + down <= f.Hq + f.top &&
+           g.Q + right <= f.Wq + f.left;
+  }
+};
+
+// True when the f32 products of this convolution read its framed input: a kernel larger than 1x1 and, when
+// strided, at least as large as the stride (every phase is read), Frame::fits, a level with a micro-kernel.
+bool use_frame(const Window2d& g) {
+  return g.R * g.S > 1 && g.R >= g.stride_h && g.S >= g.stride_w && Frame::fits(g) && sgemm::available() &&
+         sgemm::packed_kernel().micro_rows;
+}
+
+// frame [C sh sw, Fp] of samples n0 .. n0+m of x; rows [CRS] = the offset of each column-buffer row in it.
+void frame_input(const float* px, const Window2d& g, const Frame& f, int64_t n0, int64_t m, float* frame,
+                 int64_t* rows) {
+  const int64_t hw = g.H * g.W;
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t a = 0; a < f.sh; ++a)
+      for (int64_t b = 0; b < f.sw; ++b) {
+        float* const plane = frame + ((c * f.sh + a) * f.sw + b) * f.Fp;
+        float* out = plane;
+        for (int64_t j = 0; j < m; ++j) {
+          const float* in = px + ((n0 + j) * g.C + c) * hw;
+          std::fill(out, out + f.top * f.Wp, 0.0f);
+          out += f.top * f.Wp;
+          for (int64_t i = 0; i < f.Hq; ++i, out += f.Wp) {
+            const int64_t h = i * f.sh + a;
+            std::fill(out, out + f.left, 0.0f);
+            if (h >= g.H) {
+              std::fill(out + f.left, out + f.Wp, 0.0f);
+            } else if (f.sw == 1) {
+              std::copy_n(in + h * g.W, g.W, out + f.left);
+            } else {
+              for (int64_t k = 0; k < f.Wq; ++k)
+                out[f.left + k] = k * f.sw + b < g.W ? in[h * g.W + k * f.sw + b] : 0.0f;
+            }
+          }
+        }
+        std::fill(out, plane + f.Fp, 0.0f);
+      }
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t a = Frame::phase(r, g.pad_h, f.sh), b = Frame::phase(s, g.pad_w, f.sw);
+        rows[(c * g.R + r) * g.S + s] = ((c * f.sh + a) * f.sw + b) * f.Fp +
+                                         Frame::shift(r, g.pad_h, f.sh, f.top) * f.Wp +
+                                         Frame::shift(s, g.pad_w, f.sw, f.left);
+      }
+  }
+}
+
 // y [N,K,P,Q] = w [K, CRS] im2col(x) + bias, chunk by chunk: col [CRS, m PQ] holds the chunk's samples
 // side by side, Y [K, m PQ] their outputs, copied into y's planes (a single sample's product writes y).
+// f32 with a micro-kernel and use_frame: col is read from the chunk's frame, Y [K, L] has its virtual columns.
 template <class T>
 void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* py) {
   const int64_t crs = g.C * g.R * g.S, pq = g.P * g.Q, nb = chunk_size(g);
   const ConvWeights<T> W(pw, crs, 1, g.K, crs);
+  // The frame pays where im2col would write more than it plus the copy of the output out of the virtual
+  // columns (which chunks of several samples copy anyway; not for stems of 3 channels into 16 or 64), and where
+  // those columns add little to the product (8x8 planes add 23 %, 4x4 ones 54 %: ResNet-34's 512 channels on 4x4
+  // ran 1.5x slower framed; 16x16 planes add 6 %).
+  const bool framed = use_frame(g) && Frame(g, nb).L * 100 <= nb * pq * 115 &&
+                      (nb > 1 || crs * pq > g.C * g.H * g.W + 2 * g.K * pq);
   for_chunks(g, nb, [&](int, int64_t n0, int64_t n1) {
     const int64_t m = n1 - n0, L = m * pq, ld = row_stride(L);
+    if constexpr (std::is_same_v<T, float>)
+      if (W.packed && framed) {
+        const Frame f(g, m);
+        float* frame = scratch<float, 0>(f.size);
+        int64_t* rows = scratch<int64_t, 0>(crs);
+        frame_input(px, g, f, n0, m, frame, rows);
+        const int64_t ldo = row_stride(f.L);
+        float* out = scratch<float, 1>(g.K * ldo);
+        sgemm::gemm(*W.packed, frame, rows, f.L, out, ldo, pb);
+        for (int64_t j = 0; j < m; ++j)
+          for (int64_t k = 0; k < g.K; ++k)
+            for (int64_t p = 0; p < g.P; ++p)
+              std::copy_n(out + k * ldo + (j * f.Hs + p) * f.Wp, g.Q, py + (((n0 + j) * g.K + k) * g.P + p) * g.Q);
+        return;
+      }
     const T* cols = columns(px, g, n0, m, ld);
     if (m == 1) {
       W.times(cols, ld, L, py + n0 * g.K * pq, pq, pb);
@@ -377,13 +484,29 @@ void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Window2d& g
           const bool first = partial[static_cast<size_t>(t)] == nullptr;
           float*& acc = partial[static_cast<size_t>(t)];
           if (first) acc = scratch<float, 2>(crs * ldk);
-          const float* G = gather_planes(pg, g, n0, m, ld);
-          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]
-          for (int64_t l0 = 0; l0 < L; l0 += 16)
-            for (int64_t k = 0; k < g.K; ++k)
-              for (int64_t l = l0; l < std::min(L, l0 + 16); ++l) GT[l * ldk + k] = G[k * ld + l];
-          const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
-          sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+          float* GT = scratch<float, 3>(L * ldk);  // G^T [L, K]: the chunk's planes of gy, transposed
+          for (int64_t j = 0; j < m; ++j) {
+            const float* G = pg + (n0 + j) * g.K * pq;  // [K, PQ]
+            float* out = GT + j * pq * ldk;
+            for (int64_t i0 = 0; i0 < pq; i0 += 16)
+              for (int64_t k = 0; k < g.K; ++k)
+                for (int64_t i = i0; i < std::min(pq, i0 + 16); ++i) out[i * ldk + k] = G[k * pq + i];
+          }
+          // col read from the frame by the micro-kernel, output row by output row (rows of 8 pixels and more:
+          // shorter ones make too short inner loops; ResNet-34's 4x4 planes ran slower so)
+          if (use_frame(g) && g.Q >= 8) {
+            const Frame f(g, m);
+            float* frame = scratch<float, 0>(f.size);
+            int64_t* rows = scratch<int64_t, 0>(crs);
+            int64_t* segs = scratch<int64_t, 1>(m * g.P);
+            frame_input(px, g, f, n0, m, frame, rows);
+            for (int64_t j = 0; j < m; ++j)
+              for (int64_t p = 0; p < g.P; ++p) segs[j * g.P + p] = (j * f.Hs + p) * f.Wp;
+            sgemm::gemm(frame, rows, crs, segs, m * g.P, g.Q, GT, ldk, g.K, acc, ldk, !first);
+          } else {
+            const sgemm::PackedA A = sgemm::pack_a(columns(px, g, n0, m, ld), ld, 1, crs, L);
+            sgemm::gemm(A, GT, ldk, g.K, acc, ldk, nullptr, !first);
+          }
         });
         float* out = ptr<float>(gw);
         const int64_t ldk = row_stride(g.K);

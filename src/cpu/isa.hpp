@@ -25,15 +25,29 @@ using Micro = void (*)(const float* ap, const float* b, int64_t ldb, int64_t kc,
                        int64_t n, Store store, float alpha, float beta, const float* col_bias, const float* row_bias);
 
 // A [M, K] (element (m, k) at a[m a_rs + k a_cs]) in panels of mr rows: out[m0 K + k mr + i] = A[m0 + i, k],
-// zero past M (compiled per level too: transposing the column buffer of a convolution is a tenth of its step).
+// zero past M (compiled per level too: the column buffer of a convolution, where one is built, is packed so).
 using Pack = void (*)(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K, float* out);
 
+// Micro with row d of b at b + rows[d], alpha 1 and no column bias: the column buffer of a convolution read from
+// its framed input (src/cpu/conv.cpp), each row a shifted window of it, without building the buffer.
+using MicroRows = void (*)(const float* ap, const float* b, const int64_t* rows, int64_t kc, float* c, int64_t ldc,
+                           int64_t mr, int64_t n, Store store, const float* row_bias);
+
+// Micro with A read in place rather than packed: row i of A at a + arows[i] (i < mr), its depth in nseg segments
+// of seg values, segment t at offset segs[t]; b [nseg seg, n] with row stride ldb; alpha 1, no biases (the
+// column buffer as the left operand of a convolution's weight gradient, read from its framed input output row
+// by output row: no pack).
+using MicroGatherA = void (*)(const float* a, const int64_t* arows, const int64_t* segs, int64_t nseg, int64_t seg,
+                              const float* b, int64_t ldb, float* c, int64_t ldc, int64_t mr, int64_t n, Store store);
+
 // A micro-kernel and its blocking: tiles of mr x nr, depth blocks of kc, rows of A packed mc at a time (a
-// multiple of mr; sgemm only).
+// multiple of mr; sgemm only). micro_rows and micro_gather_a: the packed-A kernel's only.
 struct Kernel {
   Micro micro = nullptr;  // nullptr: no kernel at this level (Eigen instead)
   Pack pack = nullptr;
   int64_t mr = 0, nr = 0, kc = 0, mc = 0;
+  MicroRows micro_rows = nullptr;
+  MicroGatherA micro_gather_a = nullptr;
 };
 
 enum class Level { Baseline, Avx2, Avx512 };

@@ -63,6 +63,8 @@ Table avx2_table() {
   t.name = "avx2";
   t.gemm = {micro<6>, pack<6>, 6, 16, 256, 198};
   t.packed = {micro<6>, pack<6>, 6, 16, 160, 0};
+  t.packed.micro_rows = micro_rows<6>;
+  t.packed.micro_gather_a = micro_gather_a<6>;
   t.math = level_math();
   t.winograd = level_winograd();
   return t;

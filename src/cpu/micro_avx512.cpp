@@ -73,6 +73,8 @@ Table avx512_table() {
   t.name = "avx512";
   t.gemm = {micro<10>, pack<10>, 10, 32, 384, 200};
   t.packed = {micro<8>, pack<8>, 8, 32, 160, 0};
+  t.packed.micro_rows = micro_rows<8>;
+  t.packed.micro_gather_a = micro_gather_a<8>;
   t.math = level_math();
   t.winograd = level_winograd();
   return t;

@@ -174,8 +174,9 @@ PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K)
 }
 
 // Blocked over the depth so that a [kc, nr] tile of B stays in L1 while every panel of A passes over it.
-void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, const float* row_bias,
-          bool accumulate) {
+// micro(m0, k0, kc, n0, store, row_bias) runs the tile at row m0, depth block [k0, k0 + kc), column n0.
+template <class Micro>
+void packed_blocks(const PackedA& A, int64_t N, bool accumulate, const float* row_bias, Micro micro) {
   const isa::Kernel& k = packed_kernel();
   const int64_t K = A.K, blocks = std::max<int64_t>(1, (K + k.kc - 1) / k.kc), step = (K + blocks - 1) / blocks;
   for (int64_t k0 = 0; k0 < K; k0 += step) {
@@ -183,9 +184,45 @@ void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, in
     const bool first = k0 == 0 && !accumulate, last = k0 + kc == K;
     for (int64_t n0 = 0; n0 < N; n0 += k.nr)
       for (int64_t m0 = 0; m0 < A.M; m0 += k.mr)
-        k.micro(A.data + m0 * K + k0 * k.mr, B + k0 * ldb + n0, ldb, kc, C + m0 * ldc + n0, ldc,
-                std::min(k.mr, A.M - m0), std::min(k.nr, N - n0), first ? Store::Set : Store::Add, 1.0f, 0.0f,
-                nullptr, last && row_bias ? row_bias + m0 : nullptr);
+        micro(m0, k0, kc, n0, first ? Store::Set : Store::Add, last && row_bias ? row_bias + m0 : nullptr);
+  }
+}
+
+void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, const float* row_bias,
+          bool accumulate) {
+  const isa::Kernel& k = packed_kernel();
+  packed_blocks(A, N, accumulate, row_bias,
+                [&](int64_t m0, int64_t k0, int64_t kc, int64_t n0, Store store, const float* rb) {
+                  k.micro(A.data + m0 * A.K + k0 * k.mr, B + k0 * ldb + n0, ldb, kc, C + m0 * ldc + n0, ldc,
+                          std::min(k.mr, A.M - m0), std::min(k.nr, N - n0), store, 1.0f, 0.0f, nullptr, rb);
+                });
+}
+
+void gemm(const PackedA& A, const float* B, const int64_t* rows, int64_t N, float* C, int64_t ldc,
+          const float* row_bias) {
+  const isa::Kernel& k = packed_kernel();
+  TG_CHECK(k.micro_rows, "sgemm::gemm: the CPU level '", isa::table().name, "' has no micro-kernel");
+  packed_blocks(A, N, false, row_bias,
+                [&](int64_t m0, int64_t k0, int64_t kc, int64_t n0, Store store, const float* rb) {
+                  k.micro_rows(A.data + m0 * A.K + k0 * k.mr, B + n0, rows + k0, kc, C + m0 * ldc + n0, ldc,
+                               std::min(k.mr, A.M - m0), std::min(k.nr, N - n0), store, rb);
+                });
+}
+
+// Depth blocks of whole segments, about kc deep, so that a [depth, nr] tile of B stays in L1 while every panel of
+// A passes over it.
+void gemm(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg, int64_t seg,
+          const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, bool accumulate) {
+  const isa::Kernel& k = packed_kernel();
+  TG_CHECK(k.micro_gather_a, "sgemm::gemm: the CPU level '", isa::table().name, "' has no micro-kernel");
+  const int64_t per = std::max<int64_t>(1, k.kc / std::max<int64_t>(1, seg));  // segments per depth block
+  for (int64_t t0 = 0; t0 < nseg; t0 += per) {
+    const int64_t nt = std::min(per, nseg - t0);
+    const Store store = t0 == 0 && !accumulate ? Store::Set : Store::Add;
+    for (int64_t n0 = 0; n0 < N; n0 += k.nr)
+      for (int64_t m0 = 0; m0 < M; m0 += k.mr)
+        k.micro_gather_a(a, rows + m0, segs + t0, nt, seg, B + t0 * seg * ldb + n0, ldb, C + m0 * ldc + n0, ldc,
+                         std::min(k.mr, M - m0), std::min(k.nr, N - n0), store);
   }
 }
 

@@ -62,4 +62,13 @@ PackedA pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t M, int64_t K)
 void gemm(const PackedA& A, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, const float* row_bias,
           bool accumulate = false);
 
+// The same for a convolution's column buffer read from its framed input (src/cpu/conv.cpp), never built:
+// C [M, N] = A B (+ row_bias) for B [K, N] with row d at B + rows[d] (isa::MicroRows); and C [M, N] = A B (+= with
+// accumulate) for A [M, K] read in place, element (m, k) at a[rows[m] + segs[k / seg] + k % seg], K = nseg seg,
+// and B [K, N] with row stride ldb (isa::MicroGatherA).
+void gemm(const PackedA& A, const float* B, const int64_t* rows, int64_t N, float* C, int64_t ldc,
+          const float* row_bias);
+void gemm(const float* a, const int64_t* rows, int64_t M, const int64_t* segs, int64_t nseg, int64_t seg,
+          const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc, bool accumulate);
+
 }  // namespace tapegrad::cpu::sgemm
