@@ -8,8 +8,8 @@ namespace tapegrad::cpu {
 
 // True when a f32 convolution of this geometry runs winograd_forward: 3x3, stride 1, a level with Winograd's
 // transforms (AVX2, AVX-512), and conv_algorithm() (tensor.hpp; TG_CONV) Winograd, or Auto and a geometry where
-// it measured faster (64 channels and more in and out, planes of 8x8 and more: see winograd.cpp). Throws
-// tapegrad::Error for an unknown TG_CONV.
+// it measured faster (32 channels and more in and out, 64 and more on one side, planes of 8x8 and more: see
+// winograd.cpp). Throws tapegrad::Error for an unknown TG_CONV.
 bool use_winograd(const backend::Window2d& g);
 
 // True when conv2d_backward_weight runs winograd_backward_weight for this (forward) geometry: as use_winograd, on
