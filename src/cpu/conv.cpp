@@ -389,6 +389,8 @@ void conv_forward(const T* px, const T* pw, const T* pb, const Window2d& g, T* p
 
 }  // namespace
 
+namespace {
+
 // The stride-1 data gradient of g as a convolution: gy [N, K, P, Q] with the flipped, transposed weights
 // [C, K, R, S], padding R-1-pad, into gx [N, C, H, W].
 Window2d transposed(const Window2d& g) {
@@ -402,6 +404,8 @@ Window2d transposed(const Window2d& g) {
 bool data_grad_is_convolution(const Window2d& g) {
   return g.stride_h == 1 && g.stride_w == 1 && g.pad_h < g.R && g.pad_w < g.S;
 }
+
+}  // namespace
 
 // ---- convolution ----------------------------------------------------------------------------
 
